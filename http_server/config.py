@@ -1,0 +1,80 @@
+"""HTTP server configuration: environment variables, each with a matching flag.
+
+`python -m http_server --flag value` exports the flags as the variables,
+then runs gunicorn, whose workers (and `gunicorn_conf`) read the variables;
+so gunicorn can also be run directly with the same environment.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, fields
+
+
+def _available_cpus() -> int:
+    """CPUs this process may run on (affinity), not the machine's count."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS
+        return os.cpu_count() or 1
+
+
+@dataclass(frozen=True)
+class Config:
+    host: str = "0.0.0.0"
+    port: int = 8080
+    workers: int = _available_cpus()
+    worker_connections: int = 1000
+    rpc_addr: str = "127.0.0.1:8888"
+    rpc_timeout_ms: int = 1000
+    rpc_connect_timeout_ms: int = 250
+    rpc_pool_size: int = 64
+    max_body_bytes: int = 65536
+    log_level: str = "INFO"
+
+    @property
+    def rpc_host_port(self) -> tuple[str, int]:
+        host, _, port = self.rpc_addr.rpartition(":")
+        return host.strip("[]") or "127.0.0.1", int(port)
+
+
+# field -> (environment variable, help)
+_SOURCES = {
+    "host": ("HTTP_HOST", "address to listen on"),
+    "port": ("HTTP_PORT", "port to listen on"),
+    "workers": ("HTTP_WORKERS", "gunicorn worker processes (default: available CPUs)"),
+    "worker_connections": ("HTTP_WORKER_CONNECTIONS", "concurrent clients per worker"),
+    "rpc_addr": ("RPC_ADDR", "host:port of the RPC server"),
+    "rpc_timeout_ms": ("RPC_TIMEOUT_MS", "total deadline of one RPC call"),
+    "rpc_connect_timeout_ms": ("RPC_CONNECT_TIMEOUT_MS", "deadline to connect to the RPC server"),
+    "rpc_pool_size": ("RPC_POOL_SIZE", "RPC connections per worker"),
+    "max_body_bytes": ("MAX_BODY_BYTES", "largest request body (413 beyond)"),
+    "log_level": ("LOG_LEVEL", "DEBUG, INFO, WARNING or ERROR"),
+}
+
+
+def parser(environ: Mapping[str, str] = os.environ) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m http_server", description="HTTP API server (gunicorn)")
+    for field in fields(Config):
+        env, help_text = _SOURCES[field.name]
+        p.add_argument(
+            "--" + field.name.replace("_", "-"),
+            type=type(field.default),
+            default=environ.get(env, field.default),
+            help=f"{help_text} (${env}, default {field.default})",
+        )
+    return p
+
+
+def load(argv: Sequence[str] | None = None, environ: Mapping[str, str] = os.environ) -> Config:
+    cfg = Config(**vars(parser(environ).parse_args(argv)))
+    cfg.rpc_host_port  # noqa: B018 - fail at start-up, not on the first request
+    return cfg
+
+
+def export(cfg: Config, environ: dict[str, str] | os._Environ[str] = os.environ) -> None:
+    """Write `cfg` into the environment, for gunicorn and its workers."""
+    for name, value in asdict(cfg).items():
+        environ[_SOURCES[name][0]] = str(value)

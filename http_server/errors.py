@@ -1,0 +1,48 @@
+"""One error type for the HTTP API: a status plus the `{"code","msg"}` body.
+
+`code` repeats the status, which is also the Thrift `Code` the RPC server
+answered with (see idl/idl_rpc.thrift), so an HTTP client and a Thrift
+client see the same number for the same failure. Every error Falcon raises
+itself (404, 405, 413 ...) is serialised in the same shape.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import falcon
+
+log = logging.getLogger(__name__)
+
+# Thrift Codes the RPC server may answer with, and so HTTP statuses we pass on.
+PASSED_ON_CODES = frozenset({400, 422, 429, 503})
+
+
+class ApiError(falcon.HTTPError):
+    def __init__(self, status: int, msg: str, headers: dict[str, str] | None = None) -> None:
+        super().__init__(falcon.code_to_http_status(status), description=msg, headers=headers)
+
+
+def from_rpc_code(code: int, msg: str) -> ApiError:
+    """Map a non-zero Thrift Code to the same HTTP status (500 if unknown)."""
+    if code in PASSED_ON_CODES:
+        return ApiError(code, msg)
+    return ApiError(500, "internal error")
+
+
+def serialize_error(req: falcon.Request, resp: falcon.Response, error: falcon.HTTPError) -> None:
+    resp.content_type = falcon.MEDIA_JSON
+    resp.media = {"code": error.status_code, "msg": error.description or _reason(error)}
+
+
+def _reason(error: falcon.HTTPError) -> str:
+    return str(error.title).partition(" ")[2].lower() or "error"
+
+
+def handle_unexpected(req: falcon.Request, resp: falcon.Response, ex: Exception, params: Any) -> None:
+    """Last resort: a bug becomes a logged 500 with the usual body."""
+    if isinstance(ex, falcon.HTTPError):
+        raise ex
+    log.exception("unhandled error on %s %s", req.method, req.path)
+    raise ApiError(500, "internal error")

@@ -1,0 +1,148 @@
+"""A gevent-safe pool of persistent Thrift connections to rpc_server.
+
+Why not thriftpy2's `make_client` as it is:
+- it has no connect timeout, so a black-holed server would hang a request;
+- its client always sends seqid 0 and never checks a reply's seqid or
+  method name, so after a timeout a late reply would be read as the answer
+  to the next call on that connection.
+Here every call gets a fresh seqid and both are checked; a connection whose
+call failed or timed out in any way is closed, never reused; an idle pooled
+connection that the server has closed is noticed before reuse; and each call
+has a total deadline (not only a per-read socket timeout).
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import Any
+
+import gevent
+from gevent.lock import BoundedSemaphore
+from gevent.select import select
+from thriftpy2.protocol import TCyBinaryProtocol
+from thriftpy2.thrift import TApplicationException, TClient, TMessageType
+from thriftpy2.transport import TCyBufferedTransport, TSocket, TTransportException
+
+
+class RpcUnavailable(Exception):
+    """The RPC server could not answer: down, overloaded or too slow.
+
+    `sent` says whether the request may have reached the server: if False,
+    it certainly did not (a connect failure, or no free connection), so a
+    retry is safe; if True, the outcome is unknown.
+    """
+
+    def __init__(self, msg: str, sent: bool) -> None:
+        super().__init__(msg)
+        self.sent = sent
+
+
+class ReplyMismatch(Exception):
+    pass
+
+
+class CheckedClient(TClient):
+    """thriftpy2's TClient with a seqid per call and checked replies."""
+
+    def _send(self, _api: str, **kwargs: Any) -> None:
+        self._seqid = (self._seqid + 1) & 0x7FFFFFFF
+        super()._send(_api, **kwargs)
+
+    def _recv(self, _api: str) -> Any:
+        name, kind, seqid = self._iprot.read_message_begin()
+        if name != _api or seqid != self._seqid:
+            raise ReplyMismatch(f"reply {name!r}#{seqid} to call {_api!r}#{self._seqid}")
+        if kind == TMessageType.EXCEPTION:
+            error = TApplicationException()
+            error.read(self._iprot)
+            raise error
+        result = getattr(self._service, _api + "_result")()
+        result.read(self._iprot)
+        if result.success is None:
+            raise TApplicationException(TApplicationException.MISSING_RESULT)
+        return result.success
+
+
+class _Connection:
+    def __init__(self, service: Any, host: str, port: int, connect_timeout_s: float, call_timeout_s: float):
+        self._socket = TSocket(
+            host, port, socket_timeout=call_timeout_s * 1000, connect_timeout=connect_timeout_s * 1000
+        )
+        self._socket.open()  # raises TTransportException(NOT_OPEN) on failure
+        transport = TCyBufferedTransport(self._socket)
+        self.client = CheckedClient(service, TCyBinaryProtocol(transport))
+
+    def is_stale(self) -> bool:
+        """An idle connection with something to read was closed (or garbled)
+        by the server; either way it must not carry another call."""
+        sock = self._socket.sock
+        return sock is None or bool(select([sock], [], [], 0)[0])
+
+    def close(self) -> None:
+        self._socket.close()
+
+
+class RpcClientPool:
+    def __init__(
+        self,
+        service: Any,
+        host: str,
+        port: int,
+        size: int,
+        connect_timeout_s: float,
+        call_timeout_s: float,
+    ) -> None:
+        self._service = service
+        self._host, self._port = host, port
+        self._connect_timeout_s = connect_timeout_s
+        self._call_timeout_s = call_timeout_s
+        self._slots = BoundedSemaphore(size)
+        self._idle: deque[_Connection] = deque()
+
+    def call(self, method: str, *args: Any) -> Any:
+        """Call `method` within the call timeout (which includes waiting for
+        a free connection and connecting), or raise RpcUnavailable."""
+        timeout = gevent.Timeout(self._call_timeout_s)
+        timeout.start()
+        sent = False
+        connection = None
+        try:
+            if not self._slots.acquire():
+                raise RpcUnavailable("no free connection to the message service", sent=False)
+            try:
+                connection = self._checkout()
+                sent = True
+                result = getattr(connection.client, method)(*args)
+            except BaseException:
+                if connection is not None:
+                    connection.close()
+                raise
+            else:
+                self._idle.append(connection)
+            finally:
+                self._slots.release()
+            return result
+        except gevent.Timeout as e:
+            if e is not timeout:
+                raise
+            raise RpcUnavailable("message service timed out", sent) from None
+        except TTransportException as e:
+            if e.type == TTransportException.NOT_OPEN:
+                raise RpcUnavailable("cannot connect to the message service", sent=False) from e
+            raise RpcUnavailable("connection to the message service failed", sent=True) from e
+        except (OSError, ReplyMismatch, TApplicationException) as e:
+            raise RpcUnavailable(f"message service call failed: {e}", sent) from e
+        finally:
+            timeout.close()
+
+    def _checkout(self) -> _Connection:
+        while self._idle:
+            connection = self._idle.pop()  # most recently used: least likely stale
+            if not connection.is_stale():
+                return connection
+            connection.close()
+        return _Connection(self._service, self._host, self._port, self._connect_timeout_s, self._call_timeout_s)
+
+    def close(self) -> None:
+        while self._idle:
+            self._idle.pop().close()

@@ -1,0 +1,58 @@
+"""RPC server configuration: environment variables, each with a matching flag.
+
+A flag wins over its variable, which wins over the default. The README's
+configuration table lists the same names.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, fields
+
+
+@dataclass(frozen=True)
+class Config:
+    host: str = "0.0.0.0"
+    port: int = 8888
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    redis_timeout_ms: int = 300
+    redis_pool_size: int = 64
+    redis_pool_wait_ms: int = 200
+    max_text_chars: int = 4096
+    max_pull_limit: int = 100
+    idempotency_ttl_s: int = 86400
+    max_connections: int = 10000
+    idle_timeout_s: int = 300
+    log_level: str = "INFO"
+
+
+# field -> (environment variable, help)
+_SOURCES = {
+    "host": ("RPC_HOST", "address to listen on"),
+    "port": ("RPC_PORT", "port to listen on"),
+    "redis_url": ("REDIS_URL", "Redis to store messages in"),
+    "redis_timeout_ms": ("REDIS_TIMEOUT_MS", "Redis connect and command timeout"),
+    "redis_pool_size": ("REDIS_POOL_SIZE", "Redis connections per process"),
+    "redis_pool_wait_ms": ("REDIS_POOL_WAIT_MS", "longest wait for a free Redis connection"),
+    "max_text_chars": ("MAX_TEXT_CHARS", "longest text, in Unicode code points"),
+    "max_pull_limit": ("MAX_PULL_LIMIT", "larger pull limits are clamped to this"),
+    "idempotency_ttl_s": ("IDEMPOTENCY_TTL_S", "how long an idempotency key is remembered"),
+    "max_connections": ("RPC_MAX_CONNECTIONS", "concurrent Thrift connections per process"),
+    "idle_timeout_s": ("RPC_IDLE_TIMEOUT_S", "close a connection idle between calls this long"),
+    "log_level": ("LOG_LEVEL", "DEBUG, INFO, WARNING or ERROR"),
+}
+
+
+def load(argv: Sequence[str] | None = None, environ: Mapping[str, str] = os.environ) -> Config:
+    parser = argparse.ArgumentParser(prog="python -m rpc_server", description="IMService Thrift server")
+    for field in fields(Config):
+        env, help_text = _SOURCES[field.name]
+        parser.add_argument(
+            "--" + field.name.replace("_", "-"),
+            type=type(field.default),
+            default=environ.get(env, field.default),
+            help=f"{help_text} (${env}, default {field.default})",
+        )
+    return Config(**vars(parser.parse_args(argv)))

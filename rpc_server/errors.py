@@ -1,0 +1,31 @@
+"""Service errors, each carrying the Thrift `Code` it is answered with.
+
+The codes are the HTTP-like numbers documented in `idl/idl_rpc.thrift`; the
+HTTP tier reuses them as its status. Raising one of these anywhere below the
+service turns into a response with that code and message, never into a
+broken connection.
+"""
+
+from __future__ import annotations
+
+
+class ServiceError(Exception):
+    code = 500
+
+    def __init__(self, msg: str) -> None:
+        super().__init__(msg)
+        self.msg = msg
+
+
+class InvalidArgument(ServiceError):
+    code = 400
+
+
+class IdempotencyConflict(ServiceError):
+    code = 422
+
+
+class StorageUnavailable(ServiceError):
+    """Redis is down, too slow, loading, or out of memory; worth a retry later."""
+
+    code = 503

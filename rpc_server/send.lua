@@ -1,0 +1,53 @@
+-- Append one message to a chat, assigning its send_time atomically.
+--
+-- KEYS[1]  the chat's stream            im:v1:{a:b}:m
+-- KEYS[2]  optional idempotency record  im:v1:{a:b}:k:<key>
+-- ARGV[1]  sender (canonical)   ARGV[2] text
+-- ARGV[3]  fingerprint of (sender, text)   ARGV[4] record TTL in seconds
+--
+-- Returns {status, send_time}: status 0 = stored, 1 = replay of an earlier
+-- send with the same key and message, 2 = key already used for another one.
+--
+-- send_time is Redis's clock in microseconds (so every RPC server agrees),
+-- bumped past the chat's last send_time when the clock has not moved or has
+-- gone back: unique and strictly increasing within the chat. The stream ID
+-- is "<send_time>-0", so the ID is the cursor.
+
+local stream, record = KEYS[1], KEYS[2]
+
+if record then
+  local previous = redis.call('GET', record)
+  if previous then
+    local sep = string.find(previous, ' ', 1, true)
+    local status = 2
+    if string.sub(previous, sep + 1) == ARGV[3] then status = 1 end
+    return {status, string.sub(previous, 1, sep - 1)}
+  end
+end
+
+local now = redis.call('TIME')
+local send_time = tonumber(now[1]) * 1000000 + tonumber(now[2])
+
+local last_id
+local last = redis.call('XREVRANGE', stream, '+', '-', 'COUNT', 1)[1]
+if last then
+  last_id = last[1]
+elseif redis.call('EXISTS', stream) == 1 then
+  -- Emptied by trimming: XADD still refuses IDs at or below the last one.
+  local info = redis.call('XINFO', 'STREAM', stream)
+  for i = 1, #info, 2 do
+    if info[i] == 'last-generated-id' then last_id = info[i + 1] end
+  end
+end
+if last_id then
+  local last_time = tonumber(string.match(last_id, '^(%d+)'))
+  if send_time <= last_time then send_time = last_time + 1 end
+end
+
+-- '%.0f': Lua would print a 16-digit number as 1.7e+15.
+local id = string.format('%.0f', send_time)
+redis.call('XADD', stream, id .. '-0', 's', ARGV[1], 't', ARGV[2])
+if record then
+  redis.call('SET', record, id .. ' ' .. ARGV[3], 'EX', ARGV[4])
+end
+return {0, id}

@@ -1,0 +1,104 @@
+"""The IMService handler: validate a Thrift request, call the store, answer.
+
+All semantic validation lives here, once, because direct Thrift clients need
+it as much as the HTTP tier does. Every outcome is a response with a `Code`
+(see `idl/idl_rpc.thrift`); no exception escapes to the server loop, since
+thriftpy2 drops the connection on an exception the IDL does not declare.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from rpc_server.chat_id import canonical_member, parse_chat
+from rpc_server.errors import InvalidArgument, ServiceError
+from rpc_server.paging import effective_limit
+from rpc_server.store import MessageStore
+
+log = logging.getLogger(__name__)
+
+MAX_IDEMPOTENCY_KEY_LEN = 128
+R = TypeVar("R")
+
+
+class IMService:
+    def __init__(self, rpc: Any, store: MessageStore, max_text_chars: int, max_pull_limit: int) -> None:
+        self._rpc = rpc  # the module thriftpy2 loaded from idl_rpc.thrift
+        self._store = store
+        self._max_text_chars = max_text_chars
+        self._max_pull_limit = max_pull_limit
+
+    def Send(self, req: Any) -> Any:
+        def send() -> Any:
+            message = getattr(req, "message", None)
+            if message is None:
+                raise InvalidArgument("message is required")
+            chat = parse_chat(message.Chat)
+            sender = canonical_member(message.Sender, "sender")
+            if not chat.has_member(sender):
+                raise InvalidArgument(f"sender {sender!r} is not a member of chat {chat.id!r}")
+            text = self._valid_text(message.Text)
+            key = _valid_idempotency_key(req.IdempotencyKey)
+            send_time = self._store.append(chat, sender, text, key)
+            return self._rpc.SendResponse(Code=0, Msg="success", SendTime=send_time)
+
+        return _answer(send, self._rpc.SendResponse)
+
+    def Pull(self, req: Any) -> Any:
+        def pull() -> Any:
+            if req is None:
+                raise InvalidArgument("request is required")
+            chat = parse_chat(req.Chat)
+            cursor = req.Cursor or 0
+            limit = req.Limit or 0
+            if cursor < 0:
+                raise InvalidArgument("cursor must not be negative")
+            if limit < 0:
+                raise InvalidArgument("limit must not be negative")
+            page = self._store.read(chat, cursor, effective_limit(limit, self._max_pull_limit), bool(req.Reverse))
+            messages = [
+                self._rpc.Message(Chat=req.Chat, Text=m.text, Sender=m.sender, SendTime=m.send_time) for m in page.items
+            ]
+            return self._rpc.PullResponse(
+                Code=0, Msg="success", Messages=messages, HasMore=page.has_more, NextCursor=page.next_cursor
+            )
+
+        return _answer(pull, self._rpc.PullResponse)
+
+    def _valid_text(self, text: object) -> str:
+        if isinstance(text, bytes):
+            raise InvalidArgument("text must be valid UTF-8")
+        if not isinstance(text, str) or not text:
+            raise InvalidArgument("text is required")
+        if len(text) > self._max_text_chars:
+            raise InvalidArgument(f"text is longer than {self._max_text_chars} characters")
+        return text
+
+
+def _valid_idempotency_key(key: object) -> str | None:
+    if key is None:
+        return None
+    if (
+        not isinstance(key, str)
+        or not 1 <= len(key) <= MAX_IDEMPOTENCY_KEY_LEN
+        or not all("!" <= c <= "~" for c in key)
+    ):
+        raise InvalidArgument(
+            f"invalid idempotency key: 1-{MAX_IDEMPOTENCY_KEY_LEN} printable ASCII characters, no spaces"
+        )
+    return key
+
+
+def _answer(handle: Callable[[], R], response: Callable[..., R]) -> R:
+    """Run a handler; turn any failure into a response with a Code."""
+    try:
+        return handle()
+    except ServiceError as e:
+        if e.code >= 500:
+            log.warning("answering %d: %s (%s)", e.code, e.msg, e.__cause__ or e)
+        return response(Code=e.code, Msg=e.msg)
+    except Exception:
+        log.exception("internal error")
+        return response(Code=500, Msg="internal error")

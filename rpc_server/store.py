@@ -1,0 +1,147 @@
+"""The message store: one Redis stream per chat.
+
+Key layout (every key versioned, and all of a chat's keys in one Redis
+Cluster hash slot through the `{a:b}` hash tag):
+
+    im:v1:{<first>:<second>}:m          stream; entry ID "<send_time>-0",
+                                        fields s=<sender>, t=<text>
+    im:v1:{<first>:<second>}:k:<key>    string "<send_time> <fingerprint>",
+                                        expires after the idempotency TTL
+
+Semantics the service relies on:
+
+* `append` stores a message exactly once or not at all, in one Lua script
+  that also assigns its send_time (microseconds, unique and strictly
+  increasing within the chat). It is never retried automatically: a retry
+  after a timeout could store the message twice. A retry is the client's
+  call, made safe by an idempotency key.
+* `read` returns at most `limit` messages from an inclusive send_time cursor,
+  in O(log N + limit), and whether more exist (it reads limit + 1).
+* Any Redis failure (down, timeout, loading, read-only, out of memory, no
+  free pool connection) raises StorageUnavailable; nothing is half-written.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator
+from contextlib import contextmanager
+from importlib import resources
+from typing import NamedTuple, cast
+
+import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+from rpc_server.chat_id import Chat
+from rpc_server.errors import IdempotencyConflict, StorageUnavailable
+from rpc_server.paging import Page, make_page, range_bounds
+
+KEY_PREFIX = "im:v1:"
+
+STORED, REPLAYED, CONFLICT = 0, 1, 2
+
+# XRANGE replies, decoded: [(entry ID, {field: value})]
+_Entries = list[tuple[str, dict[str, str]]]
+
+
+class StoredMessage(NamedTuple):
+    send_time: int
+    sender: str
+    text: str
+
+
+def stream_key(chat: Chat) -> str:
+    return f"{KEY_PREFIX}{{{chat.id}}}:m"
+
+
+def idempotency_key(chat: Chat, key: str) -> str:
+    return f"{KEY_PREFIX}{{{chat.id}}}:k:{key}"
+
+
+def fingerprint(sender: str, text: str) -> str:
+    """What an idempotent retry must repeat: same sender and text."""
+    return hashlib.blake2b(f"{sender}\0{text}".encode(), digest_size=16).hexdigest()
+
+
+def connect_redis(url: str, timeout_s: float, pool_size: int, pool_wait_s: float) -> redis.Redis:
+    """A Redis client whose every failure mode is bounded and explicit.
+
+    - socket and connect timeouts and the wait for a pooled connection are
+      all short, so that they fit within the caller's RPC deadline (1 s);
+    - a BlockingConnectionPool waits for a free connection instead of
+      raising as soon as `pool_size` are busy, but only for `pool_wait_s`;
+    - no command is retried (redis-py retries by default, which after a
+      timeout could store a message twice).
+    """
+    pool = redis.BlockingConnectionPool.from_url(
+        url,
+        max_connections=pool_size,
+        timeout=pool_wait_s,
+        socket_timeout=timeout_s,
+        socket_connect_timeout=timeout_s,
+        retry=Retry(NoBackoff(), 0),
+        decode_responses=True,
+    )
+    return redis.Redis(connection_pool=pool)
+
+
+@contextmanager
+def storage_errors() -> Iterator[None]:
+    """Turn Redis failures into StorageUnavailable with a message for logs."""
+    try:
+        yield
+    except redis.TimeoutError as e:
+        raise StorageUnavailable("storage timed out; the outcome of a send is unknown") from e
+    except redis.ConnectionError as e:
+        raise StorageUnavailable("storage unavailable") from e
+    except redis.exceptions.OutOfMemoryError as e:
+        raise StorageUnavailable("storage full") from e
+    except redis.exceptions.ReadOnlyError as e:
+        raise StorageUnavailable("storage is read-only") from e
+
+
+class MessageStore:
+    def __init__(self, client: redis.Redis, idempotency_ttl_s: int) -> None:
+        self._redis = client
+        self._idempotency_ttl_s = idempotency_ttl_s
+        source = resources.files(__package__).joinpath("send.lua").read_text()
+        self._send_script = client.register_script(source)
+
+    def append(self, chat: Chat, sender: str, text: str, key: str | None = None) -> int:
+        """Store one message and return its send_time.
+
+        With `key`, a repeat of the same (sender, text) returns the first
+        send_time without storing anything; a different message with the
+        same key raises IdempotencyConflict.
+        """
+        keys = [stream_key(chat)]
+        if key is not None:
+            keys.append(idempotency_key(chat, key))
+        args: list[str | int] = [sender, text, fingerprint(sender, text), self._idempotency_ttl_s]
+        with storage_errors():
+            status, send_time = self._send_script(keys=keys, args=args)
+        if status == CONFLICT:
+            raise IdempotencyConflict("idempotency key already used for a different message in this chat")
+        return int(send_time)
+
+    def read(self, chat: Chat, cursor: int, limit: int, reverse: bool) -> Page[StoredMessage]:
+        """Up to `limit` messages from `cursor` (a send_time, inclusive).
+
+        Ascending: send_time >= cursor, oldest first, 0 = from the oldest.
+        Reverse: send_time <= cursor, newest first, 0 = from the newest.
+        """
+        first, last = range_bounds(cursor, reverse)
+        command = self._redis.xrevrange if reverse else self._redis.xrange
+        with storage_errors():
+            entries = cast(_Entries, command(stream_key(chat), first, last, count=limit + 1))
+        fetched = [StoredMessage(_send_time(entry_id), f["s"], f["t"]) for entry_id, f in entries]
+        return make_page(fetched, limit, lambda m: m.send_time)
+
+    def ping(self) -> bool:
+        with storage_errors():
+            return bool(self._redis.ping())
+
+
+def _send_time(entry_id: str) -> int:
+    return int(entry_id.partition("-")[0])

@@ -1,0 +1,72 @@
+# Shared by run.sh and test.sh: install what is missing, quickly and
+# idempotently. Source it; it defines ROOT, VENV, PY and the ensure_* steps.
+
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+VENV="${VENV:-$ROOT/.venv}"
+PY="$VENV/bin/python"
+
+log() { printf '[%s] %s\n' "$(basename "$0")" "$*" >&2; }
+
+# Run a command as root: directly, or through sudo.
+as_root() {
+    if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi
+}
+
+apt_install() {
+    log "installing $* (apt-get)"
+    if [ -z "${_APT_UPDATED:-}" ]; then
+        as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+        _APT_UPDATED=1
+    fi
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+}
+
+# redis-server (and redis-cli) from the OS package manager, if missing.
+ensure_redis() {
+    command -v redis-server >/dev/null && command -v redis-cli >/dev/null && return
+    if command -v apt-get >/dev/null; then
+        apt_install redis-server
+    elif command -v brew >/dev/null; then
+        log "installing redis (brew)"
+        brew install redis
+    else
+        log "please install redis-server (7.0 or newer) and re-run"
+        exit 1
+    fi
+}
+
+# The venv with the locked Python packages; reinstalled only when
+# pyproject.toml or requirements.lock change. $1: "" or "dev".
+ensure_venv() {
+    local extra="${1:-}"
+    if [ ! -x "$PY" ]; then
+        if ! python3 -m venv "$VENV" 2>/dev/null; then
+            command -v apt-get >/dev/null && apt_install python3-venv
+            rm -rf "$VENV"
+            python3 -m venv "$VENV"
+        fi
+    fi
+    local stamp="$VENV/.installed-$extra"
+    local want
+    want="$(cat "$ROOT/pyproject.toml" "$ROOT/requirements.lock" | cksum)"
+    if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
+        log "installing Python packages into $VENV"
+        "$PY" -m pip install -q --disable-pip-version-check --upgrade pip
+        "$PY" -m pip install -q --disable-pip-version-check -c "$ROOT/requirements.lock" \
+            -e "$ROOT${extra:+[$extra]}"
+        echo "$want" > "$stamp"
+    fi
+}
+
+# Wait until `redis-cli -p PORT ping` answers, or fail after ~10 s.
+wait_for_redis() {
+    local port="$1"
+    for _ in $(seq 100); do
+        redis-cli -p "$port" ping >/dev/null 2>&1 && return
+        sleep 0.1
+    done
+    log "redis-server on port $port did not start"
+    return 1
+}

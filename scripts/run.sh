@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Start the whole system on this machine, in the foreground:
+#   Redis (unless REDIS_URL points elsewhere; data in var/redis),
+#   the RPC server (:8888) and the HTTP server (:8080).
+# Installs what is missing first. Ctrl-C stops everything.
+# Configuration: the environment variables in the README's table.
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+cd "$ROOT"
+
+ensure_venv
+pids=()
+stop_all() {
+    trap - INT TERM EXIT
+    [ "${#pids[@]}" -gt 0 ] && kill "${pids[@]}" 2>/dev/null || true
+    wait 2>/dev/null || true
+}
+trap stop_all INT TERM EXIT
+
+if [ -z "${REDIS_URL:-}" ]; then
+    ensure_redis
+    REDIS_PORT="${REDIS_PORT:-6379}"
+    mkdir -p var/redis
+    redis-server deploy/redis.conf --port "$REDIS_PORT" --dir "$ROOT/var/redis" &
+    pids+=($!)
+    wait_for_redis "$REDIS_PORT"
+    export REDIS_URL="redis://127.0.0.1:$REDIS_PORT/0"
+fi
+
+"$PY" -m rpc_server &
+pids+=($!)
+: "${RPC_ADDR:=127.0.0.1:${RPC_PORT:-8888}}"
+export RPC_ADDR
+"$PY" -m http_server &
+pids+=($!)
+
+log "HTTP API on http://localhost:${HTTP_PORT:-8080} (Ctrl-C stops everything)"
+# Stop everything as soon as any one part exits.
+while kill -0 "${pids[@]}" 2>/dev/null; do sleep 1; done
+log "a server exited; stopping the others"

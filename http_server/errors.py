@@ -20,7 +20,10 @@ PASSED_ON_CODES = frozenset({400, 422, 429, 503})
 
 
 class ApiError(falcon.HTTPError):
-    def __init__(self, status: int, msg: str, headers: dict[str, str] | None = None) -> None:
+    """An HTTP error with a `{"code","msg"}` body; 429 and 503 say when to retry."""
+
+    def __init__(self, status: int, msg: str) -> None:
+        headers = {"Retry-After": "1"} if status in (429, 503) else None
         super().__init__(falcon.code_to_http_status(status), description=msg, headers=headers)
 
 

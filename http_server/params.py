@@ -78,7 +78,7 @@ class Params:
 
     def _get(self, name: str) -> Any:
         value = self._fields.get(name)
-        if isinstance(value, list):
+        if not self._typed and isinstance(value, list):  # a repeated query/form field
             raise ApiError(400, f"{name} is given more than once")
         return value
 

@@ -37,7 +37,7 @@ class MessageService:
         try:
             response = self._pool.call(method, request)
         except RpcUnavailable as e:
-            raise ApiError(503, str(e), headers={"Retry-After": "1"}) from e
+            raise ApiError(503, str(e)) from e
         if response.Code != 0:
             raise from_rpc_code(response.Code, response.Msg)
         return response

@@ -34,6 +34,8 @@ class Chat:
 
 def canonical_member(name: object, what: str = "sender") -> str:
     """Validate a member name and return its canonical (ASCII-lowercase) form."""
+    if isinstance(name, bytes):  # what thriftpy2 hands over for invalid UTF-8
+        raise InvalidArgument(f"{what} must be valid UTF-8")
     if not isinstance(name, str) or not name:
         raise InvalidArgument(f"{what} is required")
     if not _MEMBER.fullmatch(name):
@@ -45,6 +47,8 @@ def canonical_member(name: object, what: str = "sender") -> str:
 
 def parse_chat(chat: object) -> Chat:
     """Parse a chat ID as a client wrote it; raise InvalidArgument if malformed."""
+    if isinstance(chat, bytes):
+        raise InvalidArgument("chat must be valid UTF-8")
     if not isinstance(chat, str) or not chat:
         raise InvalidArgument("chat is required")
     parts = chat.split(":")

@@ -1,0 +1,108 @@
+"""Shared fixtures: one real stack (redis-server, rpc_server, gunicorn) per
+test session, and helpers to talk to it over HTTP and Thrift."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+import requests
+from thriftpy2.protocol import TCyBinaryProtocolFactory
+from thriftpy2.rpc import make_client
+from thriftpy2.transport import TCyBufferedTransportFactory, TCyFramedTransportFactory
+
+import idl
+from tests.servers import Stack
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    s = Stack(tmp_path_factory.mktemp("stack"))
+    try:
+        yield s.start()
+    finally:
+        s.stop()
+
+
+@pytest.fixture(scope="session")
+def rpc() -> Any:
+    return idl.load_rpc()
+
+
+class Api:
+    """The HTTP API of a running stack."""
+
+    def __init__(self, base_url: str) -> None:
+        self.base_url = base_url
+        self.session = requests.Session()
+
+    def send(self, chat: str, text: str, sender: str, key: str | None = None) -> requests.Response:
+        headers = {"Idempotency-Key": key} if key else {}
+        body = {"chat": chat, "text": text, "sender": sender}
+        return self.session.post(self.base_url + "/api/send", json=body, headers=headers, timeout=10)
+
+    def send_ok(self, chat: str, text: str, sender: str) -> int:
+        r = self.send(chat, text, sender)
+        assert r.status_code == 200, r.text
+        return int(r.json()["send_time"])
+
+    def pull(self, chat: str, **fields: Any) -> requests.Response:
+        """The seed's form: GET with a JSON body."""
+        return self.session.get(self.base_url + "/api/pull", json={"chat": chat, **fields}, timeout=10)
+
+    def pull_ok(self, chat: str, **fields: Any) -> dict[str, Any]:
+        r = self.pull(chat, **fields)
+        assert r.status_code == 200, r.text
+        body: dict[str, Any] = r.json()
+        return body
+
+    def pull_all(self, chat: str, reverse: bool = False, limit: int = 100) -> list[dict[str, Any]]:
+        messages: list[dict[str, Any]] = []
+        cursor = 0
+        while True:
+            page = self.pull_ok(chat, cursor=cursor, limit=limit, reverse=reverse)
+            messages += page["messages"]
+            if not page["has_more"]:
+                return messages
+            cursor = page["next_cursor"]
+
+
+@pytest.fixture
+def api(stack: Stack) -> Api:
+    return Api(stack.http.url)
+
+
+@pytest.fixture
+def chat() -> str:
+    """A chat no other test uses: "<a-...>:<b-...>", already canonical."""
+    tag = uuid.uuid4().hex[:10]
+    return f"alice-{tag}:bob-{tag}"
+
+
+ThriftClientFactory = Callable[..., Any]
+
+
+@pytest.fixture
+def thrift_client(stack: Stack, rpc: Any) -> Iterator[ThriftClientFactory]:
+    """make(framed=False, port=None): a thriftpy2 client with Cython
+    transports, strict binary, buffered or framed."""
+    clients: list[Any] = []
+
+    def make(framed: bool = False, port: int | None = None) -> Any:
+        transport = TCyFramedTransportFactory() if framed else TCyBufferedTransportFactory()
+        client = make_client(
+            rpc.IMService,
+            "127.0.0.1",
+            port or stack.rpc.port,
+            proto_factory=TCyBinaryProtocolFactory(),
+            trans_factory=transport,
+            timeout=5000,
+        )
+        clients.append(client)
+        return client
+
+    yield make
+    for client in clients:
+        client.close()

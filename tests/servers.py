@@ -1,0 +1,179 @@
+"""Real servers for the tests: redis-server, rpc_server and gunicorn, each a
+child process on a free port, with its output in a log file, started and
+stopped by PID. Waiting is always on a condition with a deadline."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import redis
+import requests
+
+ROOT = Path(__file__).resolve().parent.parent
+REDIS_CONF = ROOT / "deploy" / "redis.conf"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_until(condition: Callable[[], object], timeout: float = 15.0, what: str = "condition") -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if condition():
+                return
+        except Exception:
+            pass
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(0.02)
+
+
+class Process:
+    """A child process with its output in `log_path`."""
+
+    def __init__(self, name: str, argv: list[str], log_path: Path, env: dict[str, str] | None = None) -> None:
+        self.name, self.argv, self.log_path = name, argv, log_path
+        self.env = {**os.environ, **(env or {})}
+        self.popen: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        with open(self.log_path, "ab") as log:
+            self.popen = subprocess.Popen(
+                self.argv, stdout=log, stderr=subprocess.STDOUT, env=self.env, cwd=ROOT, start_new_session=True
+            )
+
+    @property
+    def pid(self) -> int:
+        assert self.popen is not None
+        return self.popen.pid
+
+    def alive(self) -> bool:
+        return self.popen is not None and self.popen.poll() is None
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 15.0) -> None:
+        if not self.alive():
+            return
+        assert self.popen is not None
+        self.popen.send_signal(sig)
+        try:
+            self.popen.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.popen.kill()
+            self.popen.wait()
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def wait_ready(self, ready: Callable[[], object], timeout: float = 20.0) -> None:
+        try:
+            wait_until(lambda: self._check_alive() and ready(), timeout, f"{self.name} to start")
+        except TimeoutError:
+            raise RuntimeError(f"{self.name} did not start; its log:\n{self.log()[-3000:]}") from None
+
+    def _check_alive(self) -> bool:
+        if not self.alive():
+            raise RuntimeError(f"{self.name} exited; its log:\n{self.log()[-3000:]}")
+        return True
+
+
+def _port_open(port: int) -> bool:
+    with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+        return True
+
+
+class RedisServer(Process):
+    def __init__(self, directory: Path, port: int | None = None) -> None:
+        self.port = port or free_port()
+        directory.mkdir(parents=True, exist_ok=True)
+        super().__init__(
+            "redis-server",
+            ["redis-server", str(REDIS_CONF), "--port", str(self.port), "--dir", str(directory)],
+            directory / "redis.log",
+        )
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def client(self) -> redis.Redis:
+        return redis.Redis(port=self.port, decode_responses=True, socket_timeout=5)
+
+    def start(self) -> None:
+        super().start()
+        self.wait_ready(lambda: self.client().ping())
+
+
+class RpcServer(Process):
+    def __init__(self, directory: Path, redis_url: str, port: int | None = None, **env: str) -> None:
+        self.port = port or free_port()
+        super().__init__(
+            "rpc_server",
+            [sys.executable, "-m", "rpc_server", "--host", "127.0.0.1", "--port", str(self.port)],
+            directory / f"rpc-{self.port}.log",
+            {"REDIS_URL": redis_url, **env},
+        )
+
+    def start(self) -> None:
+        super().start()
+        self.wait_ready(lambda: _port_open(self.port))
+
+
+class HttpServer(Process):
+    def __init__(self, directory: Path, rpc_port: int, port: int | None = None, workers: int = 2, **env: str) -> None:
+        self.port = port or free_port()
+        super().__init__(
+            "gunicorn",
+            [
+                sys.executable,
+                "-m",
+                "http_server",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                "--workers",
+                str(workers),
+            ],
+            directory / f"http-{self.port}.log",
+            {"RPC_ADDR": f"127.0.0.1:{rpc_port}", **env},
+        )
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        super().start()
+        self.wait_ready(lambda: requests.get(self.url + "/ping", timeout=1).status_code == 200)
+
+
+class Stack:
+    """Redis, an RPC server and gunicorn, wired together."""
+
+    def __init__(self, directory: Path) -> None:
+        self.redis = RedisServer(directory / "redis")
+        self.rpc = RpcServer(directory, self.redis.url)
+        self.http = HttpServer(directory, self.rpc.port)
+
+    def start(self) -> Stack:
+        for server in (self.redis, self.rpc, self.http):
+            server.start()
+        return self
+
+    def stop(self) -> None:
+        for server in (self.http, self.rpc, self.redis):
+            server.stop(signal.SIGTERM)
+
+
+__all__ = ["HttpServer", "RedisServer", "RpcServer", "Stack", "free_port", "signal", "wait_until"]

@@ -1,0 +1,202 @@
+"""Direct Thrift clients against the RPC server: buffered and framed
+transport, strict binary, replies as a Kitex server would give them, and
+connections that are not Thrift refused without harm to others."""
+
+from __future__ import annotations
+
+import socket
+import struct
+import threading
+from typing import Any
+
+import pytest
+from thriftpy2.protocol import TCyBinaryProtocol
+from thriftpy2.thrift import TApplicationException, TMessageType, TType
+from thriftpy2.transport import TCyBufferedTransport, TSocket
+
+from tests.conftest import ThriftClientFactory
+from tests.servers import Stack, wait_until
+
+
+def _send(rpc: Any, chat: str, text: Any, sender: str, **extra: Any) -> Any:
+    return rpc.SendRequest(message=rpc.Message(Chat=chat, Text=text, Sender=sender), **extra)
+
+
+@pytest.mark.parametrize("framed", [False, True], ids=["buffered", "framed"])
+def test_send_and_pull_round_trip(thrift_client: ThriftClientFactory, rpc: Any, chat: str, framed: bool) -> None:
+    client = thrift_client(framed=framed)
+    a, b = chat.split(":")
+    texts = ["héllo wörld ✓ 你好 🙂", "y" * 4096, "line\nbreak\0nul"]
+    sent = []
+    for i, text in enumerate(texts):
+        response = client.Send(_send(rpc, chat, text, (a, b)[i % 2]))
+        assert (response.Code, response.Msg) == (0, "success")
+        sent.append(response.SendTime)
+    page = client.Pull(rpc.PullRequest(Chat=chat, Cursor=0, Limit=10))
+    assert (page.Code, page.Msg, page.HasMore, page.NextCursor) == (0, "success", False, 0)
+    assert [(m.Chat, m.Text, m.Sender, m.SendTime) for m in page.Messages] == [
+        (chat, texts[0], a, sent[0]),
+        (chat, texts[1], b, sent[1]),
+        (chat, texts[2], a, sent[2]),
+    ]
+    empty = client.Pull(rpc.PullRequest(Chat=chat, Cursor=sent[-1] + 1, Limit=10))
+    assert (empty.Code, empty.Messages, empty.HasMore, empty.NextCursor) == (0, [], False, 0)
+
+
+def test_many_sequential_calls_on_one_connection(thrift_client: ThriftClientFactory, rpc: Any, chat: str) -> None:
+    client = thrift_client()
+    a = chat.split(":")[0]
+    for i in range(200):
+        assert client.Send(_send(rpc, chat, f"m{i}", a)).Code == 0
+    page = client.Pull(rpc.PullRequest(Chat=chat, Cursor=0, Limit=100, Reverse=True))
+    assert [m.Text for m in page.Messages][:3] == ["m199", "m198", "m197"]
+    assert page.HasMore is True
+
+
+def test_concurrent_connections_store_every_send_once(stack: Stack, rpc: Any, chat: str) -> None:
+    """1000 sends over 50 connections at once (Kitex-style pooled clients)."""
+    from thriftpy2.rpc import make_client
+
+    a, b = chat.split(":")
+    start = threading.Barrier(50)
+    results: list[int] = []
+    errors: list[str] = []
+
+    def client_thread(n: int) -> None:
+        client = make_client(rpc.IMService, "127.0.0.1", stack.rpc.port, timeout=10000)
+        try:
+            start.wait()
+            for i in range(20):
+                response = client.Send(_send(rpc, chat, f"{n}-{i}", (a, b)[i % 2]))
+                if response.Code != 0:
+                    errors.append(response.Msg)
+                else:
+                    results.append(response.SendTime)
+        finally:
+            client.close()
+
+    threads = [threading.Thread(target=client_thread, args=(n,)) for n in range(50)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert len(set(results)) == 1000
+    client = make_client(rpc.IMService, "127.0.0.1", stack.rpc.port)
+    stored, cursor = [], 0
+    while True:
+        page = client.Pull(rpc.PullRequest(Chat=chat, Cursor=cursor, Limit=100))
+        stored += [m.SendTime for m in page.Messages]
+        if not page.HasMore:
+            break
+        cursor = page.NextCursor
+    client.close()
+    assert stored == sorted(results)
+
+
+@pytest.mark.parametrize(
+    ("request_fields", "code", "msg"),
+    [
+        ({"message": None}, 400, "message is required"),
+        ({"message": "no-chat"}, 400, "chat is required"),
+        ({"message": "bad-utf8"}, 400, "text must be valid UTF-8"),
+        ({"IdempotencyKey": ""}, 400, "idempotency key"),
+        ({"IdempotencyKey": "k" * 129}, 400, "idempotency key"),
+    ],
+)
+def test_invalid_send_gets_a_code_and_message(
+    thrift_client: ThriftClientFactory, rpc: Any, chat: str, request_fields: dict[str, Any], code: int, msg: str
+) -> None:
+    a = chat.split(":")[0]
+    request = _send(rpc, chat, "hello", a)
+    if request_fields.get("message") == "no-chat":
+        request.message.Chat = None
+    elif request_fields.get("message") == "bad-utf8":
+        request.message.Text = b"\xff\xfe"
+    elif "message" in request_fields:
+        request.message = None
+    else:
+        request.IdempotencyKey = request_fields["IdempotencyKey"]
+    response = thrift_client().Send(request)
+    assert response.Code == code
+    assert msg in response.Msg
+
+
+def test_invalid_pull_gets_a_code_and_message(thrift_client: ThriftClientFactory, rpc: Any) -> None:
+    client = thrift_client()
+    assert client.Pull(rpc.PullRequest(Chat=None, Cursor=0, Limit=1)).Code == 400
+    assert client.Pull(rpc.PullRequest(Chat="a:b", Cursor=-5, Limit=1)).Code == 400
+    response = client.Pull(rpc.PullRequest(Chat="a:b", Cursor=0, Limit=-1))
+    assert (response.Code, response.Msg) == (400, "limit must not be negative")
+    assert client.Pull(rpc.PullRequest(Chat="a:b", Cursor=0, Limit=1)).Code == 0  # connection still fine
+
+
+def _raw_connection(stack: Stack) -> tuple[TSocket, TCyBinaryProtocol]:
+    sock = TSocket("127.0.0.1", stack.rpc.port, socket_timeout=5000)
+    sock.open()
+    return sock, TCyBinaryProtocol(TCyBufferedTransport(sock))
+
+
+def test_unknown_method_gets_an_exception_and_the_connection_stays_usable(stack: Stack, rpc: Any) -> None:
+    sock, proto = _raw_connection(stack)
+    try:
+        proto.write_message_begin("Nope", TMessageType.CALL, 4242)
+        proto.trans.write(bytes([TType.STOP]))  # empty argument struct
+        proto.write_message_end()
+        proto.trans.flush()
+        name, kind, seqid = proto.read_message_begin()
+        assert (name, kind, seqid) == ("Nope", TMessageType.EXCEPTION, 4242)
+        error = TApplicationException()
+        error.read(proto)
+        assert error.type == TApplicationException.UNKNOWN_METHOD
+
+        # The same connection answers a real call, echoing its seqid and name.
+        proto.write_message_begin("Pull", TMessageType.CALL, 77)
+        rpc.IMService.Pull_args(req=rpc.PullRequest(Chat="a:b", Cursor=0, Limit=1)).write(proto)
+        proto.write_message_end()
+        proto.trans.flush()
+        name, kind, seqid = proto.read_message_begin()
+        assert (name, kind, seqid) == ("Pull", TMessageType.REPLY, 77)
+        result = rpc.IMService.Pull_result()
+        result.read(proto)
+        assert result.success.Code == 0 and result.success.Msg == "success"
+    finally:
+        sock.close()
+
+
+def _closed_by_server(sock: socket.socket) -> bool:
+    sock.settimeout(5)
+    try:
+        while sock.recv(4096):
+            pass
+    except ConnectionResetError:
+        pass
+    return True
+
+
+@pytest.mark.parametrize(
+    ("name", "payload", "log_line"),
+    [
+        ("TTHeader", struct.pack(">I", 14) + b"\x0f\xff\x00\x00" + b"\x00" * 10, "TTHeader transport is not supported"),
+        ("compact", b"\x82\x21\x01\x04Pull\x00\x00\x00\x00", "compact protocol is not supported"),
+        ("non-strict binary", b"\x00\x00\x00\x04Pull\x01\x00\x00\x00\x01\x00", "non-strict binary is refused"),
+        ("HTTP", b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", "not HTTP"),
+    ],
+)
+def test_unsupported_protocols_are_closed_with_a_clear_log_line(
+    stack: Stack, thrift_client: ThriftClientFactory, rpc: Any, name: str, payload: bytes, log_line: str
+) -> None:
+    with socket.create_connection(("127.0.0.1", stack.rpc.port)) as sock:
+        sock.sendall(payload)
+        assert _closed_by_server(sock)
+    wait_until(lambda: log_line in stack.rpc.log(), 5, f"the log line about {name}")
+    assert thrift_client().Pull(rpc.PullRequest(Chat="a:b", Cursor=0, Limit=1)).Code == 0
+
+
+def test_a_client_vanishing_mid_call_harms_no_one(stack: Stack, thrift_client: ThriftClientFactory, rpc: Any) -> None:
+    healthy = thrift_client()
+    header = b"\x80\x01\x00\x01" + struct.pack(">I", 4) + b"Pull" + struct.pack(">i", 1)
+    for cut in (2, 8, len(header)):
+        with socket.create_connection(("127.0.0.1", stack.rpc.port)) as sock:
+            sock.sendall(header[:cut])
+        assert healthy.Pull(rpc.PullRequest(Chat="a:b", Cursor=0, Limit=1)).Code == 0

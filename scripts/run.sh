@@ -8,13 +8,18 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$ROOT"
 
 ensure_venv
+# Each server in its own process group: Ctrl-C reaches only this script,
+# which then stops each server exactly once (SIGTERM, a graceful stop).
+set -m
 pids=()
 stop_all() {
     trap - INT TERM EXIT
     [ "${#pids[@]}" -gt 0 ] && kill "${pids[@]}" 2>/dev/null || true
     wait 2>/dev/null || true
 }
-trap stop_all INT TERM EXIT
+trap 'stop_all; exit 130' INT
+trap 'stop_all; exit 143' TERM
+trap stop_all EXIT
 
 if [ -z "${REDIS_URL:-}" ]; then
     ensure_redis

@@ -19,8 +19,9 @@ from typing import Any
 import gevent
 from gevent.lock import BoundedSemaphore
 from gevent.select import select
-from thriftpy2.protocol import TCyBinaryProtocol
-from thriftpy2.thrift import TApplicationException, TClient, TMessageType
+from thriftpy2.protocol import TCyBinaryProtocol, cybin
+from thriftpy2.protocol.exc import TProtocolException
+from thriftpy2.thrift import TApplicationException, TClient, TDecodeException, TMessageType
 from thriftpy2.transport import TCyBufferedTransport, TSocket, TTransportException
 
 
@@ -39,6 +40,13 @@ class RpcUnavailable(Exception):
 
 class ReplyMismatch(Exception):
     pass
+
+
+# The Cython protocol's own error; the compiled module has no type stubs.
+_CY_PROTOCOL_ERROR: type[Exception] = cybin.ProtocolError  # type: ignore[attr-defined]
+
+# A reply that is not a valid answer to the call: the server is not well.
+_BAD_REPLY = (ReplyMismatch, TApplicationException, _CY_PROTOCOL_ERROR, TProtocolException, TDecodeException)
 
 
 class CheckedClient(TClient):
@@ -130,7 +138,7 @@ class RpcClientPool:
             if e.type == TTransportException.NOT_OPEN:
                 raise RpcUnavailable("cannot connect to the message service", sent=False) from e
             raise RpcUnavailable("connection to the message service failed", sent=True) from e
-        except (OSError, ReplyMismatch, TApplicationException) as e:
+        except (OSError, *_BAD_REPLY) as e:
             raise RpcUnavailable(f"message service call failed: {e}", sent) from e
         finally:
             timeout.close()

@@ -153,6 +153,11 @@ class HttpServer(Process):
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
+    def stop(self, sig: int = signal.SIGQUIT, timeout: float = 15.0) -> None:
+        """SIGQUIT: gunicorn's quick shutdown. Its graceful one (SIGTERM) waits
+        up to graceful_timeout for the tests' idle keep-alive connections."""
+        super().stop(sig, timeout)
+
     def start(self) -> None:
         super().start()
         self.wait_ready(lambda: requests.get(self.url + "/ping", timeout=1).status_code == 200)
@@ -173,7 +178,7 @@ class Stack:
 
     def stop(self) -> None:
         for server in (self.http, self.rpc, self.redis):
-            server.stop(signal.SIGTERM)
+            server.stop()
 
 
 __all__ = ["HttpServer", "RedisServer", "RpcServer", "Stack", "free_port", "signal", "wait_until"]

@@ -27,7 +27,9 @@ from falcon.media import MultipartFormHandler
 from http_server.errors import ApiError
 
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
-_DECIMAL = re.compile(r"[+-]?[0-9]+")
+# An int64 has at most 19 digits; longer strings (even with leading zeros)
+# are refused before int() sees them: it rejects over 4300 digits itself.
+_DECIMAL = re.compile(r"[+-]?0*([0-9]{1,19})")
 _TRUE, _FALSE = frozenset({"true", "1"}), frozenset({"false", "0"})
 
 
@@ -57,7 +59,9 @@ class Params:
         if self._typed:
             if type(value) is not int:
                 raise ApiError(400, f"{name} must be an integer")
-        elif isinstance(value, str) and _DECIMAL.fullmatch(value):
+        elif isinstance(value, str) and re.fullmatch(r"[+-]?[0-9]+", value):
+            if not _DECIMAL.fullmatch(value):
+                raise ApiError(400, f"{name} is out of range (64-bit integer)")
             value = int(value)
         else:
             raise ApiError(400, f"{name} must be an integer")

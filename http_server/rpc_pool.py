@@ -115,8 +115,7 @@ class RpcClientPool:
         sent = False
         connection = None
         try:
-            if not self._slots.acquire():
-                raise RpcUnavailable("no free connection to the message service", sent=False)
+            self._slots.acquire()  # waits for a free slot, at most until the deadline
             try:
                 connection = self._checkout()
                 sent = True
@@ -150,7 +149,3 @@ class RpcClientPool:
                 return connection
             connection.close()
         return _Connection(self._service, self._host, self._port, self._connect_timeout_s, self._call_timeout_s)
-
-    def close(self) -> None:
-        while self._idle:
-            self._idle.pop().close()

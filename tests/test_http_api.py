@@ -290,6 +290,38 @@ ERROR_CASES: list[tuple[str, str, str, Any, int, str]] = [
         "malformed JSON",
     ),
     ("JSON array", "POST", "/api/send", lambda c: {"json": [c]}, 400, "must be an object"),
+    (
+        "JSON nested too deep",
+        "POST",
+        "/api/send",
+        lambda c: {"data": "[" * 60_000, "headers": {"Content-Type": "application/json"}},
+        400,
+        "malformed JSON",
+    ),
+    (
+        "malformed multipart",
+        "POST",
+        "/api/send",
+        lambda c: {"data": "garbage", "headers": {"Content-Type": "multipart/form-data; boundary=xyz"}},
+        400,
+        "malformed multipart",
+    ),
+    (
+        "form not UTF-8",
+        "POST",
+        "/api/send",
+        lambda c: {"data": b"text=\xff", "headers": {"Content-Type": "application/x-www-form-urlencoded"}},
+        400,
+        "not valid UTF-8",
+    ),
+    (
+        "limit a float",
+        "GET",
+        "/api/pull",
+        lambda c: {"json": {"chat": c, "limit": 1e2}},
+        400,
+        "limit must be an integer",
+    ),
     ("chat not a string", "POST", "/api/send", lambda c: {"json": _send_body(c, chat=7)}, 400, "chat must be a string"),
     (
         "text not a string",
@@ -442,6 +474,15 @@ ERROR_CASES: list[tuple[str, str, str, Any, int, str]] = [
     ("unknown route", "GET", "/api/nope", lambda c: {}, 404, "not found"),
     ("wrong method on send", "GET", "/api/send", lambda c: {}, 405, "method not allowed"),
     ("wrong method on pull", "POST", "/api/pull", lambda c: {"json": {"chat": c}}, 405, "method not allowed"),
+    (
+        "5000-digit limit in a form",
+        "GET",
+        "/api/pull",
+        lambda c: {"data": {"chat": c, "limit": "9" * 5000}},
+        400,
+        "out of range",
+    ),
+    ("20-digit cursor", "GET", "/api/pull", lambda c: {"params": {"chat": c, "cursor": "1" * 20}}, 400, "out of range"),
 ]
 
 

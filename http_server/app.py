@@ -11,7 +11,7 @@ import falcon
 import idl
 from http_server import config
 from http_server.errors import handle_unexpected, serialize_error
-from http_server.resources import MessageService, Ping, Pull, Send
+from http_server.resources import MessageService, OpenApiSpec, Ping, Pull, Send
 from http_server.rpc_pool import RpcClientPool
 
 
@@ -22,6 +22,7 @@ def create_app(service: MessageService, max_body_bytes: int) -> falcon.App[falco
     app.set_error_serializer(serialize_error)
     app.add_error_handler(Exception, handle_unexpected)
     app.add_route("/ping", Ping())
+    app.add_route("/openapi.json", OpenApiSpec())
     app.add_route("/api/send", Send(service, max_body_bytes))
     app.add_route("/api/pull", Pull(service, max_body_bytes))
     return app

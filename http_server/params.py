@@ -8,9 +8,9 @@ the body's chat). This module checks only syntax and types; what the values
 mean (chat form, membership, limits) is the RPC service's to judge.
 
 JSON is typed strictly: strings must be strings, integers integers (not
-floats, not booleans), booleans booleans; null counts as absent. In a query
-string or form everything is text: integers are decimal digits, booleans
-true/false/1/0 in any case.
+floats, not booleans), booleans booleans, and null is none of them. In a
+query string or form everything is text: integers are decimal digits,
+booleans true/false/1/0 in any case; an empty value counts as absent.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from __future__ import annotations
 import io
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import Any
 
 import falcon
@@ -31,6 +31,7 @@ INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 # are refused before int() sees them: it rejects over 4300 digits itself.
 _DECIMAL = re.compile(r"[+-]?0*([0-9]{1,19})")
 _TRUE, _FALSE = frozenset({"true", "1"}), frozenset({"false", "0"})
+_ABSENT = object()
 
 
 class Params:
@@ -80,8 +81,21 @@ class Params:
             return value.lower() in _TRUE
         raise ApiError(400, f"{name} must be a boolean (true or false)")
 
+    def reject_unknown(self, known: Collection[str]) -> None:
+        """Query strings and forms are ours alone: an unknown name is a typo
+        (`revrse=true`) worth a 400. JSON bodies may carry extra keys, as the
+        seed's Go binding ignored them."""
+        if not self._typed:
+            unknown = sorted(set(self._fields) - set(known))
+            if unknown:
+                raise ApiError(400, f"unknown field {unknown[0]!r}; expected one of: {', '.join(known)}")
+
     def _get(self, name: str) -> Any:
-        value = self._fields.get(name)
+        value = self._fields.get(name, _ABSENT)
+        if value is _ABSENT:
+            return None
+        if value is None:  # JSON null: present, of no type we accept
+            raise ApiError(400, f"{name} must not be null")
         if not self._typed and isinstance(value, list):  # a repeated query/form field
             raise ApiError(400, f"{name} is given more than once")
         return value

@@ -6,15 +6,15 @@ valid or stored is the RPC server's, reached through `MessageService`.
 
 from __future__ import annotations
 
+from importlib import resources
 from typing import Any
 
 import falcon
 
+from http_server import codec
 from http_server.errors import ApiError, from_rpc_code
 from http_server.params import read_params
 from http_server.rpc_pool import RpcClientPool, RpcUnavailable
-
-INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
 
 
 class MessageService:
@@ -48,6 +48,17 @@ class Ping:
         resp.media = {"message": "pong"}
 
 
+class OpenApiSpec:
+    """GET /openapi.json: the API's OpenAPI 3.1 document, as shipped."""
+
+    def __init__(self) -> None:
+        self._document = resources.files(__package__).joinpath("openapi.json").read_bytes()
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        resp.content_type = falcon.MEDIA_JSON
+        resp.data = self._document
+
+
 class Send:
     """POST /api/send {"chat","text","sender"} -> {"send_time"}."""
 
@@ -56,15 +67,13 @@ class Send:
         self._max_body_bytes = max_body_bytes
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
-        params = read_params(req, self._max_body_bytes)
-        sender = params.string("sender") or ""
-        chat = params.string("chat")
-        receiver = params.string("receiver")
-        if chat is None and receiver is not None:
-            chat = f"{sender}:{receiver}"  # the seed's table names sender/receiver
-        send_time = self._service.send(
-            chat or "", params.string("text") or "", sender, req.get_header("Idempotency-Key")
-        )
+        fields = codec.decode("SendRequest", read_params(req, self._max_body_bytes))
+        sender, chat, receiver = fields["sender"] or "", fields["chat"], fields["receiver"]
+        if receiver is not None:  # the seed's table names sender and receiver
+            if chat is not None:
+                raise ApiError(400, "give either chat or receiver, not both")
+            chat = f"{sender}:{receiver}"
+        send_time = self._service.send(chat or "", fields["text"] or "", sender, req.get_header("Idempotency-Key"))
         resp.media = {"send_time": send_time}
 
 
@@ -76,20 +85,11 @@ class Pull:
         self._max_body_bytes = max_body_bytes
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
-        params = read_params(req, self._max_body_bytes)
-        chat = params.string("chat") or ""
-        limit = params.integer("limit") or 0
+        fields = codec.decode("PullRequest", read_params(req, self._max_body_bytes))
         page = self._service.pull(
-            chat,
-            params.integer("cursor") or 0,
-            min(max(limit, INT32_MIN), INT32_MAX),  # Thrift's Limit is an i32
-            params.boolean("reverse") or False,
+            fields["chat"] or "",
+            fields["cursor"] or 0,
+            codec.clamp_int32(fields["limit"] or 0),
+            fields["reverse"] or False,
         )
-        resp.media = {
-            "messages": [
-                {"chat": m.Chat, "text": m.Text, "sender": m.Sender, "send_time": m.SendTime}
-                for m in page.Messages or []
-            ],
-            "has_more": bool(page.HasMore),
-            "next_cursor": page.NextCursor or 0,
-        }
+        resp.media = codec.encode("PullResponse", page)

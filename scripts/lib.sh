@@ -37,6 +37,42 @@ ensure_redis() {
     fi
 }
 
+# The Apache Thrift compiler, for the interop test's generated stubs.
+ensure_thrift_compiler() {
+    command -v thrift >/dev/null && return
+    if command -v apt-get >/dev/null; then
+        apt_install thrift-compiler
+    elif command -v brew >/dev/null; then
+        brew install thrift
+    else
+        log "please install the Apache Thrift compiler (thrift) and re-run"
+        exit 1
+    fi
+}
+
+# Node and npm, then the npm packages of postman/ (newman, openapi-to-postmanv2)
+# with `npm ci` from the committed package-lock.json, when it changed.
+ensure_node_packages() {
+    if ! command -v npm >/dev/null; then
+        if command -v apt-get >/dev/null; then
+            apt_install nodejs npm
+        elif command -v brew >/dev/null; then
+            brew install node
+        else
+            log "please install Node.js with npm and re-run"
+            exit 1
+        fi
+    fi
+    local dir="$ROOT/postman" stamp="$ROOT/postman/node_modules/.installed"
+    local want
+    want="$(cksum < "$dir/package-lock.json")"
+    if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
+        log "installing npm packages into postman/node_modules (npm ci)"
+        (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error)
+        echo "$want" > "$stamp"
+    fi
+}
+
 # The venv with the locked Python packages; reinstalled only when
 # pyproject.toml or requirements.lock change. $1: "" or "dev".
 ensure_venv() {

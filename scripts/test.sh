@@ -7,6 +7,16 @@ cd "$ROOT"
 
 ensure_venv dev
 ensure_redis
+ensure_thrift_compiler
+ensure_node_packages
+
+log "generated code is up to date (scripts/api-regen.sh, scripts/thrift-check.sh)"
+bash scripts/api-regen.sh
+bash scripts/thrift-check.sh
+if [ -n "${CI:-}" ] && ! git diff --exit-code -- http_server/proto_gen; then
+    log "http_server/proto_gen is stale: run scripts/api-regen.sh and commit the result"
+    exit 1
+fi
 
 log "ruff check / ruff format --check / mypy"
 "$VENV/bin/ruff" check .

@@ -483,6 +483,17 @@ ERROR_CASES: list[tuple[str, str, str, Any, int, str]] = [
         "out of range",
     ),
     ("20-digit cursor", "GET", "/api/pull", lambda c: {"params": {"chat": c, "cursor": "1" * 20}}, 400, "out of range"),
+    ("chat null", "POST", "/api/send", lambda c: {"json": _send_body(c, chat=None)}, 400, "chat must not be null"),
+    ("reverse null", "GET", "/api/pull", lambda c: {"json": {"chat": c, "reverse": None}}, 400, "must not be null"),
+    (
+        "unknown query field",
+        "GET",
+        "/api/pull",
+        lambda c: {"params": {"chat": c, "revrse": "1"}},
+        400,
+        "unknown field 'revrse'",
+    ),
+    ("chat and receiver", "POST", "/api/send", lambda c: {"json": _send_body(c, receiver="x")}, 400, "not both"),
 ]
 
 

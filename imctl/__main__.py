@@ -1,0 +1,125 @@
+"""imctl's commands, arguments and output."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from datetime import datetime
+from typing import Any
+
+from imctl.clients import Client, HttpClient, ServiceError, ThriftClient
+
+
+def local_time(send_time: int) -> str:
+    """A send_time (microseconds since the epoch) in this machine's time zone."""
+    moment = datetime.fromtimestamp(send_time / 1_000_000).astimezone()
+    return moment.strftime("%Y-%m-%d %H:%M:%S.") + f"{moment.microsecond // 1000:03d} " + moment.strftime("%z")
+
+
+def show_message(message: dict[str, Any]) -> str:
+    return f"{local_time(message['send_time'])}  {message['sender']}: {message['text']}"
+
+
+def cmd_send(client: Client, args: argparse.Namespace) -> None:
+    result = client.send(args.chat, args.sender, args.text, args.idempotency_key)
+    if args.json:
+        print(json.dumps(result))
+    else:
+        print(f"sent at {local_time(result['send_time'])} (send_time {result['send_time']})")
+
+
+def cmd_pull(client: Client, args: argparse.Namespace) -> None:
+    page = client.pull(args.chat, args.cursor, args.limit, args.reverse)
+    if args.json:
+        print(json.dumps(page, ensure_ascii=False))
+        return
+    for message in page["messages"]:
+        print(show_message(message))
+    if page["has_more"]:
+        print(f"-- more: --cursor {page['next_cursor']}")
+
+
+def cmd_tail(client: Client, args: argparse.Namespace) -> None:
+    """Print the last messages, then each new one as it arrives (polling)."""
+    last = client.pull(args.chat, 0, args.last, reverse=True)["messages"][::-1]
+    cursor = last[-1]["send_time"] + 1 if last else 0
+    new = 0
+
+    def emit(message: dict[str, Any]) -> None:
+        print(json.dumps(message, ensure_ascii=False) if args.json else show_message(message), flush=True)
+
+    for message in last:
+        emit(message)
+    while args.count is None or new < args.count:
+        page = client.pull(args.chat, cursor, 100)
+        for message in page["messages"][: None if args.count is None else args.count - new]:
+            emit(message)
+            new += 1
+        if page["messages"]:
+            cursor = page["messages"][-1]["send_time"] + 1
+        if not page["has_more"]:
+            time.sleep(args.interval)
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="imctl", description="Command-line client of the IM backend.")
+    p.add_argument(
+        "--url",
+        default=os.environ.get("IMCTL_URL", "http://localhost:8080"),
+        help="HTTP API base URL ($IMCTL_URL, default http://localhost:8080)",
+    )
+    p.add_argument(
+        "--rpc",
+        nargs="?",
+        const=os.environ.get("RPC_ADDR", "127.0.0.1:8888"),
+        metavar="HOST:PORT",
+        help="call the RPC server over Thrift instead (default $RPC_ADDR or 127.0.0.1:8888)",
+    )
+    p.add_argument("--timeout", type=float, default=5.0, help="seconds per call (default 5)")
+    p.add_argument("--json", action="store_true", help="print the raw JSON")
+    commands = p.add_subparsers(dest="command", required=True)
+
+    send = commands.add_parser("send", help="send a message")
+    send.add_argument("--chat", required=True, help='"<member1>:<member2>"')
+    send.add_argument("--sender", required=True)
+    send.add_argument("--text", required=True)
+    send.add_argument("--idempotency-key", help="makes a retry safe")
+    send.set_defaults(run=cmd_send)
+
+    pull = commands.add_parser("pull", help="print a page of messages")
+    pull.add_argument("--chat", required=True)
+    pull.add_argument("--cursor", type=int, default=0, help="a send_time (inclusive); 0 = from the start")
+    pull.add_argument("--limit", type=int, default=10)
+    pull.add_argument("--reverse", action="store_true", help="newest first")
+    pull.set_defaults(run=cmd_pull)
+
+    tail = commands.add_parser("tail", help="print the last messages, then new ones as they arrive")
+    tail.add_argument("--chat", required=True)
+    tail.add_argument("--last", type=int, default=10, help="how many earlier messages to show first")
+    tail.add_argument("--interval", type=float, default=1.0, help="seconds between polls")
+    tail.add_argument("--count", type=int, help="exit after this many new messages")
+    tail.set_defaults(run=cmd_tail)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        client: Client = ThriftClient(args.rpc, args.timeout) if args.rpc else HttpClient(args.url, args.timeout)
+        try:
+            args.run(client, args)
+        finally:
+            client.close()
+    except ServiceError as e:
+        print(f"imctl: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

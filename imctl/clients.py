@@ -1,0 +1,113 @@
+"""Two ways to reach the service, one interface: `send` and `pull` return the
+HTTP API's JSON shapes whichever transport carried them, so the output does
+not depend on the transport."""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.parse
+import urllib.request
+from typing import Any, Protocol
+
+from thriftpy2.protocol import TCyBinaryProtocol
+from thriftpy2.thrift import TClient
+from thriftpy2.transport import TCyBufferedTransport, TSocket, TTransportException
+
+import idl
+
+
+class ServiceError(Exception):
+    """The service refused (code = the HTTP status / Thrift Code) or could not be reached (503)."""
+
+    def __init__(self, code: int, msg: str) -> None:
+        super().__init__(f"error {code}: {msg}")
+        self.code = code
+
+
+class Client(Protocol):
+    def send(self, chat: str, sender: str, text: str, idempotency_key: str | None = None) -> dict[str, Any]: ...
+
+    def pull(self, chat: str, cursor: int = 0, limit: int = 0, reverse: bool = False) -> dict[str, Any]: ...
+
+    def close(self) -> None: ...
+
+
+class HttpClient:
+    def __init__(self, base_url: str, timeout_s: float) -> None:
+        self._base_url = base_url.rstrip("/")
+        self._timeout_s = timeout_s
+
+    def send(self, chat: str, sender: str, text: str, idempotency_key: str | None = None) -> dict[str, Any]:
+        body = json.dumps({"chat": chat, "sender": sender, "text": text}).encode()
+        headers = {"Content-Type": "application/json"}
+        if idempotency_key:
+            headers["Idempotency-Key"] = idempotency_key
+        return self._call(urllib.request.Request(self._base_url + "/api/send", body, headers, method="POST"))
+
+    def pull(self, chat: str, cursor: int = 0, limit: int = 0, reverse: bool = False) -> dict[str, Any]:
+        query = urllib.parse.urlencode({"chat": chat, "cursor": cursor, "limit": limit, "reverse": str(reverse)})
+        return self._call(urllib.request.Request(f"{self._base_url}/api/pull?{query}"))
+
+    def close(self) -> None:
+        pass
+
+    def _call(self, request: urllib.request.Request) -> dict[str, Any]:
+        try:
+            with urllib.request.urlopen(request, timeout=self._timeout_s) as response:
+                body: dict[str, Any] = json.load(response)
+                return body
+        except urllib.error.HTTPError as e:
+            try:
+                error = json.load(e)
+                raise ServiceError(int(error["code"]), str(error["msg"])) from None
+            except (ValueError, KeyError, TypeError):
+                raise ServiceError(e.code, e.reason) from None
+        except (urllib.error.URLError, OSError) as e:
+            raise ServiceError(503, f"cannot reach {self._base_url}: {e}") from None
+
+
+class ThriftClient:
+    """Straight to the RPC server: strict binary over buffered transport."""
+
+    def __init__(self, address: str, timeout_s: float) -> None:
+        host, _, port = address.rpartition(":")
+        self._rpc = idl.load_rpc()
+        self._address = address
+        self._socket = TSocket(
+            host or "127.0.0.1", int(port), socket_timeout=timeout_s * 1000, connect_timeout=timeout_s * 1000
+        )
+        try:
+            self._socket.open()
+        except TTransportException as e:
+            raise ServiceError(503, f"cannot reach {address}: {e}") from None
+        self._client = TClient(self._rpc.IMService, TCyBinaryProtocol(TCyBufferedTransport(self._socket)))
+
+    def send(self, chat: str, sender: str, text: str, idempotency_key: str | None = None) -> dict[str, Any]:
+        message = self._rpc.Message(Chat=chat, Sender=sender, Text=text)
+        response = self._call("Send", self._rpc.SendRequest(message=message, IdempotencyKey=idempotency_key))
+        return {"send_time": response.SendTime}
+
+    def pull(self, chat: str, cursor: int = 0, limit: int = 0, reverse: bool = False) -> dict[str, Any]:
+        request = self._rpc.PullRequest(Chat=chat, Cursor=cursor, Limit=limit, Reverse=reverse)
+        page = self._call("Pull", request)
+        return {
+            "messages": [
+                {"chat": m.Chat, "text": m.Text, "sender": m.Sender, "send_time": m.SendTime}
+                for m in page.Messages or []
+            ],
+            "has_more": bool(page.HasMore),
+            "next_cursor": page.NextCursor or 0,
+        }
+
+    def close(self) -> None:
+        self._socket.close()
+
+    def _call(self, method: str, request: Any) -> Any:
+        try:
+            response = getattr(self._client, method)(request)
+        except (TTransportException, OSError) as e:
+            raise ServiceError(503, f"call to {self._address} failed: {e}") from None
+        if response.Code != 0:
+            raise ServiceError(response.Code, response.Msg)
+        return response

@@ -87,6 +87,10 @@ ensure_venv() {
     local stamp="$VENV/.installed-$extra"
     local want
     want="$(cat "$ROOT/pyproject.toml" "$ROOT/requirements.lock" | cksum)"
+    # A current dev install also holds everything the plain one needs.
+    if [ -z "$extra" ] && [ "$(cat "$VENV/.installed-dev" 2>/dev/null)" = "$want" ]; then
+        return
+    fi
     if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
         log "installing Python packages into $VENV"
         "$PY" -m pip install -q --disable-pip-version-check --upgrade pip

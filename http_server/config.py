@@ -32,12 +32,19 @@ class Config:
     rpc_connect_timeout_ms: int = 250
     rpc_pool_size: int = 64
     max_body_bytes: int = 65536
+    keepalive_s: int = 5
+    graceful_timeout_s: int = 10
     log_level: str = "INFO"
+    log_requests: int = 1
 
     @property
-    def rpc_host_port(self) -> tuple[str, int]:
-        host, _, port = self.rpc_addr.rpartition(":")
-        return host.strip("[]") or "127.0.0.1", int(port)
+    def rpc_endpoints(self) -> list[tuple[str, int]]:
+        """RPC_ADDR: one host:port, or several separated by commas."""
+        endpoints = []
+        for address in self.rpc_addr.split(","):
+            host, _, port = address.strip().rpartition(":")
+            endpoints.append((host.strip("[]") or "127.0.0.1", int(port)))
+        return endpoints
 
 
 # field -> (environment variable, help)
@@ -46,12 +53,15 @@ _SOURCES = {
     "port": ("HTTP_PORT", "port to listen on"),
     "workers": ("HTTP_WORKERS", "gunicorn worker processes (default: available CPUs)"),
     "worker_connections": ("HTTP_WORKER_CONNECTIONS", "concurrent clients per worker"),
-    "rpc_addr": ("RPC_ADDR", "host:port of the RPC server"),
+    "rpc_addr": ("RPC_ADDR", "host:port of the RPC server; several, comma-separated, are used in turn"),
     "rpc_timeout_ms": ("RPC_TIMEOUT_MS", "total deadline of one RPC call"),
     "rpc_connect_timeout_ms": ("RPC_CONNECT_TIMEOUT_MS", "deadline to connect to the RPC server"),
     "rpc_pool_size": ("RPC_POOL_SIZE", "RPC connections per worker"),
     "max_body_bytes": ("MAX_BODY_BYTES", "largest request body (413 beyond)"),
+    "keepalive_s": ("HTTP_KEEPALIVE_S", "close an idle client connection after this long"),
+    "graceful_timeout_s": ("HTTP_GRACEFUL_TIMEOUT_S", "on SIGTERM, how long requests in flight may take to finish"),
     "log_level": ("LOG_LEVEL", "DEBUG, INFO, WARNING or ERROR"),
+    "log_requests": ("LOG_REQUESTS", "1: a JSON log line per request; 0: none"),
 }
 
 
@@ -70,7 +80,7 @@ def parser(environ: Mapping[str, str] = os.environ) -> argparse.ArgumentParser:
 
 def load(argv: Sequence[str] | None = None, environ: Mapping[str, str] = os.environ) -> Config:
     cfg = Config(**vars(parser(environ).parse_args(argv)))
-    cfg.rpc_host_port  # noqa: B018 - fail at start-up, not on the first request
+    cfg.rpc_endpoints  # noqa: B018 - fail at start-up, not on the first request
     return cfg
 
 

@@ -22,15 +22,15 @@ PASSED_ON_CODES = frozenset({400, 422, 429, 503})
 class ApiError(falcon.HTTPError):
     """An HTTP error with a `{"code","msg"}` body; 429 and 503 say when to retry."""
 
-    def __init__(self, status: int, msg: str) -> None:
-        headers = {"Retry-After": "1"} if status in (429, 503) else None
+    def __init__(self, status: int, msg: str, retry_after_s: int = 1) -> None:
+        headers = {"Retry-After": str(retry_after_s)} if status in (429, 503) else None
         super().__init__(falcon.code_to_http_status(status), description=msg, headers=headers)
 
 
-def from_rpc_code(code: int, msg: str) -> ApiError:
+def from_rpc_code(code: int, msg: str, retry_after_ms: int | None = None) -> ApiError:
     """Map a non-zero Thrift Code to the same HTTP status (500 if unknown)."""
     if code in PASSED_ON_CODES:
-        return ApiError(code, msg)
+        return ApiError(code, msg, retry_after_s=max(1, -(-(retry_after_ms or 0) // 1000)))
     return ApiError(500, "internal error")
 
 

@@ -1,6 +1,18 @@
-"""gunicorn settings for the HTTP server, derived from http_server.config."""
+"""gunicorn settings for the HTTP server, derived from http_server.config.
+
+Metrics: prometheus_client's multiprocess mode needs a directory shared by
+the workers, named in PROMETHEUS_MULTIPROC_DIR before any worker imports
+prometheus_client; this file runs in the master, before the fork. It is
+emptied at start, and a dead worker's files are marked dead.
+"""
+
+import os
+import shutil
+import tempfile
+from typing import Any
 
 from http_server.config import load as _load_config
+from http_server.logs import json_formatter as _json_formatter
 
 _cfg = _load_config([])
 
@@ -8,9 +20,35 @@ bind = f"{_cfg.host}:{_cfg.port}"
 workers = _cfg.workers
 worker_class = "gevent"  # many concurrent clients, each waiting on an RPC
 worker_connections = _cfg.worker_connections
-keepalive = 75  # keep client connections (wrk, proxies) open between requests
-graceful_timeout = 10
+keepalive = _cfg.keepalive_s  # also bounds how long a graceful stop waits for idle clients
+graceful_timeout = _cfg.graceful_timeout_s
 control_socket_disable = True  # gunicorn 27 would share one in ~/.gunicorn
-accesslog = None
+accesslog = None  # http_server.telemetry logs each request, as JSON
 errorlog = "-"
 loglevel = _cfg.log_level.lower()
+logconfig_dict = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"json": {"()": _json_formatter}},
+    "handlers": {"stderr": {"class": "logging.StreamHandler", "formatter": "json"}},
+    "root": {"handlers": ["stderr"], "level": _cfg.log_level.upper()},
+    "loggers": {
+        "gunicorn.error": {"handlers": ["stderr"], "level": _cfg.log_level.upper(), "propagate": False},
+        "gunicorn.access": {"handlers": [], "propagate": False},
+    },
+}
+
+if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="im-http-metrics-")
+
+
+def on_starting(server: Any) -> None:
+    directory = os.environ["PROMETHEUS_MULTIPROC_DIR"]
+    shutil.rmtree(directory, ignore_errors=True)
+    os.makedirs(directory, exist_ok=True)
+
+
+def child_exit(server: Any, worker: Any) -> None:
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)

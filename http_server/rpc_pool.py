@@ -9,6 +9,12 @@ Here every call gets a fresh seqid and both are checked; a connection whose
 call failed or timed out in any way is closed, never reused; an idle pooled
 connection that the server has closed is noticed before reuse; and each call
 has a total deadline (not only a per-read socket timeout).
+
+Retries: only a connect failure is retried (on the next endpoint, if there
+are several), because then the request certainly never reached a server.
+After a timeout or a dropped reply the outcome is unknown, so the caller
+gets RpcUnavailable(sent=True) and the client decides, with its
+Idempotency-Key, whether to retry.
 """
 
 from __future__ import annotations
@@ -94,14 +100,14 @@ class RpcClientPool:
     def __init__(
         self,
         service: Any,
-        host: str,
-        port: int,
+        endpoints: list[tuple[str, int]],
         size: int,
         connect_timeout_s: float,
         call_timeout_s: float,
     ) -> None:
         self._service = service
-        self._host, self._port = host, port
+        self._endpoints = endpoints
+        self._next_endpoint = 0
         self._connect_timeout_s = connect_timeout_s
         self._call_timeout_s = call_timeout_s
         self._slots = BoundedSemaphore(size)
@@ -148,4 +154,18 @@ class RpcClientPool:
             if not connection.is_stale():
                 return connection
             connection.close()
-        return _Connection(self._service, self._host, self._port, self._connect_timeout_s, self._call_timeout_s)
+        return self._connect()
+
+    def _connect(self) -> _Connection:
+        """Connect to the next endpoint; on failure try the others (at least
+        twice in all): nothing was sent yet, so this retry is always safe."""
+        attempts = max(2, len(self._endpoints))
+        for attempt in range(attempts):
+            host, port = self._endpoints[self._next_endpoint]
+            self._next_endpoint = (self._next_endpoint + 1) % len(self._endpoints)
+            try:
+                return _Connection(self._service, host, port, self._connect_timeout_s, self._call_timeout_s)
+            except TTransportException:
+                if attempt == attempts - 1:
+                    raise
+        raise AssertionError("unreachable")

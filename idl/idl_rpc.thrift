@@ -33,8 +33,10 @@ struct SendRequest {
     // Additive. A retried send with the same key (within the same chat)
     // returns the first attempt's result and stores nothing new. Reusing a
     // key for a different sender or text gets Code 422. Keys expire after
-    // IDEMPOTENCY_TTL seconds (24 h by default). 1-128 printable ASCII.
+    // IDEMPOTENCY_TTL_S seconds (24 h by default). 1-128 printable ASCII.
     2: optional string IdempotencyKey
+    // Additive: the caller's request id (HTTP X-Request-ID), for the logs.
+    3: optional string RequestId
 }
 
 struct SendResponse {
@@ -42,6 +44,8 @@ struct SendResponse {
     2: required string Msg
     // Additive: the send_time assigned to the stored message (Code 0 only).
     3: optional i64 SendTime
+    // Additive: with Code 429, how long to wait before sending again.
+    4: optional i32 RetryAfterMs
 }
 
 struct PullRequest {
@@ -53,6 +57,7 @@ struct PullRequest {
     // 0 means 10; values above the server's maximum (100) are clamped.
     3: required i32 Limit
     4: optional bool Reverse    // false (default): oldest first
+    5: optional string RequestId    // additive, as in SendRequest
 }
 
 struct PullResponse {
@@ -64,7 +69,20 @@ struct PullResponse {
                                     // returned; 0 when HasMore is false
 }
 
+// Additive: a cheap call for readiness checks and load balancers.
+struct HealthRequest {
+    1: optional bool SkipStorage    // true: answer without asking Redis
+    2: optional string RequestId
+}
+
+struct HealthResponse {
+    1: required i32 Code            // 0 ready; 503 Redis is not reachable
+    2: required string Msg
+    3: optional string Storage      // "ok", "unavailable: <why>" or "skipped"
+}
+
 service IMService {
     SendResponse Send(1: SendRequest req)
     PullResponse Pull(2: PullRequest req)
+    HealthResponse Health(1: HealthRequest req)
 }

@@ -13,6 +13,8 @@ from gevent.event import Event  # noqa: E402
 
 import idl  # noqa: E402
 from rpc_server import config  # noqa: E402
+from rpc_server.message_check import Limits  # noqa: E402
+from rpc_server.observability import configure_logging, serve_metrics  # noqa: E402
 from rpc_server.server import ThriftServer  # noqa: E402
 from rpc_server.service import IMService  # noqa: E402
 from rpc_server.store import MessageStore, connect_redis  # noqa: E402
@@ -22,16 +24,25 @@ log = logging.getLogger("rpc_server")
 
 def main(argv: list[str] | None = None) -> int:
     cfg = config.load(argv)
-    logging.basicConfig(level=cfg.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(cfg.log_level, bool(cfg.log_requests))
     rpc = idl.load_rpc()
     client = connect_redis(
         cfg.redis_url, cfg.redis_timeout_ms / 1000, cfg.redis_pool_size, cfg.redis_pool_wait_ms / 1000
     )
-    store = MessageStore(client, cfg.idempotency_ttl_s)
+    store = MessageStore(client, cfg.idempotency_ttl_s, cfg.rate_limit_per_s, cfg.rate_limit_burst)
     service = IMService(rpc, store, cfg.max_text_chars, cfg.max_pull_limit)
-    server = ThriftServer(rpc, service, cfg.host, cfg.port, cfg.max_connections, cfg.idle_timeout_s)
+    limits = Limits(max_bytes=cfg.max_message_bytes, max_string=cfg.max_message_bytes)
+    server = ThriftServer(
+        rpc, service, cfg.host, cfg.port, cfg.max_connections, cfg.idle_timeout_s, cfg.message_timeout_s, limits
+    )
+    serve_metrics(cfg.host, cfg.metrics_port)  # first: an open Thrift port means fully started
     server.start()
-    log.info("IMService listening on %s:%d (Redis %s)", *server.address, _redacted(cfg.redis_url))
+    log.info(
+        "IMService listening on %s:%d (Redis %s, metrics :%d)",
+        *server.address,
+        _redacted(cfg.redis_url),
+        cfg.metrics_port,
+    )
     try:
         store.ping()
     except Exception as e:
@@ -41,8 +52,9 @@ def main(argv: list[str] | None = None) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         gevent.signal_handler(sig, stopping.set)
     stopping.wait()
-    log.info("stopping")
-    server.stop(timeout=5)
+    log.info("stopping: finishing calls in flight (at most %.0f s)", cfg.shutdown_grace_s)
+    server.stop(cfg.shutdown_grace_s)
+    log.info("stopped")
     return 0
 
 

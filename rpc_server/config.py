@@ -24,8 +24,15 @@ class Config:
     max_pull_limit: int = 100
     idempotency_ttl_s: int = 86400
     max_connections: int = 10000
-    idle_timeout_s: int = 300
+    idle_timeout_s: float = 300.0
+    message_timeout_s: float = 5.0
+    max_message_bytes: int = 65536
+    shutdown_grace_s: float = 10.0
+    rate_limit_per_s: float = 0.0
+    rate_limit_burst: int = 10
+    metrics_port: int = 8889
     log_level: str = "INFO"
+    log_requests: int = 1
 
 
 # field -> (environment variable, help)
@@ -41,7 +48,14 @@ _SOURCES = {
     "idempotency_ttl_s": ("IDEMPOTENCY_TTL_S", "how long an idempotency key is remembered"),
     "max_connections": ("RPC_MAX_CONNECTIONS", "concurrent Thrift connections per process"),
     "idle_timeout_s": ("RPC_IDLE_TIMEOUT_S", "close a connection idle between calls this long"),
+    "message_timeout_s": ("RPC_MESSAGE_TIMEOUT_S", "deadline to receive a whole call once it has begun"),
+    "max_message_bytes": ("RPC_MAX_MESSAGE_BYTES", "largest Thrift call (bounds strings and containers)"),
+    "shutdown_grace_s": ("RPC_SHUTDOWN_GRACE_S", "on SIGTERM, how long calls in flight may take to finish"),
+    "rate_limit_per_s": ("RATE_LIMIT_PER_S", "sends per second per sender, shared by replicas (0: off)"),
+    "rate_limit_burst": ("RATE_LIMIT_BURST", "sends a sender may make at once before the rate applies"),
+    "metrics_port": ("RPC_METRICS_PORT", "Prometheus /metrics port (0: off)"),
     "log_level": ("LOG_LEVEL", "DEBUG, INFO, WARNING or ERROR"),
+    "log_requests": ("LOG_REQUESTS", "1: a JSON log line per call; 0: none"),
 }
 
 

@@ -25,6 +25,14 @@ class IdempotencyConflict(ServiceError):
     code = 422
 
 
+class RateLimited(ServiceError):
+    code = 429
+
+    def __init__(self, msg: str, retry_after_ms: int) -> None:
+        super().__init__(msg)
+        self.retry_after_ms = retry_after_ms
+
+
 class StorageUnavailable(ServiceError):
     """Redis is down, too slow, loading, or out of memory; worth a retry later."""
 

@@ -2,13 +2,21 @@
 
 Kitex and Apache clients keep long-lived pooled connections and send calls
 on them one after another, so a connection is served until the peer closes
-it, it stays idle longer than the idle timeout, or it sends something that
-is not a Thrift call. gevent makes each of thousands of connections cost a
-greenlet, not a thread.
+it, stays idle longer than the idle timeout, sends something that is not a
+well-formed call, or the server shuts down. gevent makes each of thousands
+of connections cost a greenlet, not a thread.
+
+Each message is read whole and checked (transport, message_check) before
+thriftpy2 decodes it from memory; the reply goes straight to the socket.
+
+Shutdown (stop()): stop accepting, close the connections that are idle
+between calls, let the calls in flight finish and be answered (within the
+grace period), then close the rest.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import socket
 from typing import Any
@@ -17,19 +25,41 @@ from gevent.pool import Pool
 from gevent.server import StreamServer
 from thriftpy2.protocol import TCyBinaryProtocol
 from thriftpy2.thrift import TProcessor
-from thriftpy2.transport import TTransportException
+from thriftpy2.transport import TCyMemoryBuffer, TTransportException
 
-from rpc_server.transport import Framing, describe_unknown, detect, open_transport, read_prefix
+from rpc_server.message_check import Limits, Malformed
+from rpc_server.observability import CONNECTIONS, REFUSED
+from rpc_server.transport import (
+    Framing,
+    MessageReader,
+    MessageTimeout,
+    PeerClosed,
+    describe_unknown,
+    detect,
+    reply_transport,
+)
 
 log = logging.getLogger(__name__)
 
 
 class ThriftServer:
     def __init__(
-        self, rpc: Any, handler: object, host: str, port: int, max_connections: int, idle_timeout_s: float
+        self,
+        rpc: Any,
+        handler: object,
+        host: str,
+        port: int,
+        max_connections: int,
+        idle_timeout_s: float,
+        message_timeout_s: float,
+        limits: Limits,
     ) -> None:
         self._processor = TProcessor(rpc.IMService, handler)
         self._idle_timeout_s = idle_timeout_s
+        self._message_timeout_s = message_timeout_s
+        self._limits = limits
+        self._readers: dict[socket.socket, MessageReader] = {}
+        self._stopping = False
         self._server = StreamServer((host, port), self._serve_connection, spawn=Pool(max_connections))
 
     @property
@@ -39,41 +69,65 @@ class ThriftServer:
     def start(self) -> None:
         self._server.start()
 
-    def serve_forever(self) -> None:
-        self._server.serve_forever()
-
-    def stop(self, timeout: float | None = None) -> None:
-        self._server.stop(timeout)
+    def stop(self, grace_s: float) -> None:
+        """Graceful stop: see the module's docstring."""
+        self._stopping = True
+        self._server.close()  # stop accepting
+        for sock, reader in list(self._readers.items()):
+            if reader.idle:
+                _shut(sock)
+        self._server.stop(timeout=grace_s)  # wait for calls in flight, then kill what is left
 
     def _serve_connection(self, sock: socket.socket, peer: tuple[str, int]) -> None:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        sock.settimeout(self._idle_timeout_s)
+        CONNECTIONS.inc()
+        reader = MessageReader(sock, self._limits, self._idle_timeout_s, self._message_timeout_s)
+        self._readers[sock] = reader
         try:
-            first = read_prefix(sock)
-            if not first:
-                return
-            framing = detect(first)
-            if framing is Framing.TTHEADER:
-                log.warning(
-                    "closing connection from %s: TTHeader transport is not supported; "
-                    "use buffered or framed strict binary",
-                    _fmt(peer),
-                )
-                return
-            if framing is Framing.UNKNOWN:
-                log.warning("closing connection from %s: %s", _fmt(peer), describe_unknown(first))
-                return
-            protocol = TCyBinaryProtocol(open_transport(sock, first, framing))
-            while True:
-                self._processor.process(protocol, protocol)
-        except (TTransportException, ConnectionError):
+            self._serve(sock, peer, reader)
+        except (TTransportException, ConnectionError, PeerClosed):
             pass  # the peer closed the connection
         except TimeoutError:
             log.debug("closing idle connection from %s", _fmt(peer))
-        except Exception as e:  # malformed input: drop this connection only
-            log.info("closing connection from %s: %s: %s", _fmt(peer), type(e).__name__, e)
+        except MessageTimeout as e:
+            self._refuse(peer, "slow", str(e))
+        except Malformed as e:
+            self._refuse(peer, "malformed", str(e))
+        except Exception as e:  # anything else the client caused: drop this connection only
+            self._refuse(peer, "error", f"{type(e).__name__}: {e}")
         finally:
+            del self._readers[sock]
+            CONNECTIONS.dec()
             sock.close()
+
+    def _serve(self, sock: socket.socket, peer: tuple[str, int], reader: MessageReader) -> None:
+        first = reader.first_bytes()
+        if not first:
+            return
+        framing = detect(first)
+        if framing is Framing.TTHEADER:
+            self._refuse(peer, "ttheader", "TTHeader transport is not supported; use buffered or framed strict binary")
+            return
+        if framing is Framing.UNKNOWN:
+            self._refuse(peer, "protocol", describe_unknown(first))
+            return
+        reader.framing = framing
+        replies = TCyBinaryProtocol(reply_transport(sock, framing))
+        while not self._stopping:
+            message = reader.next_message()
+            if message is None:
+                return
+            sock.settimeout(self._message_timeout_s)  # a client that does not read cannot block the reply for ever
+            self._processor.process(TCyBinaryProtocol(TCyMemoryBuffer(message)), replies)
+
+    def _refuse(self, peer: tuple[str, int], reason: str, why: str) -> None:
+        REFUSED.labels(reason).inc()
+        log.warning("closing connection from %s: %s", _fmt(peer), why)
+
+
+def _shut(sock: socket.socket) -> None:
+    with contextlib.suppress(OSError):  # already closed by the peer
+        sock.shutdown(socket.SHUT_RDWR)
 
 
 def _fmt(peer: tuple[str, int]) -> str:

@@ -4,23 +4,25 @@ All semantic validation lives here, once, because direct Thrift clients need
 it as much as the HTTP tier does. Every outcome is a response with a `Code`
 (see `idl/idl_rpc.thrift`); no exception escapes to the server loop, since
 thriftpy2 drops the connection on an exception the IDL does not declare.
+Each call is counted, timed and logged (observability), without its text.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any
 
 from rpc_server.chat_id import canonical_member, parse_chat
-from rpc_server.errors import InvalidArgument, ServiceError
+from rpc_server.errors import InvalidArgument, RateLimited, ServiceError, StorageUnavailable
+from rpc_server.observability import IN_FLIGHT, record_call
 from rpc_server.paging import effective_limit
 from rpc_server.store import MessageStore
 
 log = logging.getLogger(__name__)
 
 MAX_IDEMPOTENCY_KEY_LEN = 128
-R = TypeVar("R")
 
 
 class IMService:
@@ -31,8 +33,9 @@ class IMService:
         self._max_pull_limit = max_pull_limit
 
     def Send(self, req: Any) -> Any:
+        message = getattr(req, "message", None)
+
         def send() -> Any:
-            message = getattr(req, "message", None)
             if message is None:
                 raise InvalidArgument("message is required")
             chat = parse_chat(message.Chat)
@@ -41,10 +44,11 @@ class IMService:
                 raise InvalidArgument(f"sender {sender!r} is not a member of chat {chat.id!r}")
             text = self._valid_text(message.Text)
             key = _valid_idempotency_key(req.IdempotencyKey)
+            self._store.check_rate(sender)
             send_time = self._store.append(chat, sender, text, key)
             return self._rpc.SendResponse(Code=0, Msg="success", SendTime=send_time)
 
-        return _answer(send, self._rpc.SendResponse)
+        return _answer("Send", req, getattr(message, "Chat", None), send, self._rpc.SendResponse)
 
     def Pull(self, req: Any) -> Any:
         def pull() -> Any:
@@ -65,7 +69,21 @@ class IMService:
                 Code=0, Msg="success", Messages=messages, HasMore=page.has_more, NextCursor=page.next_cursor
             )
 
-        return _answer(pull, self._rpc.PullResponse)
+        return _answer("Pull", req, getattr(req, "Chat", None), pull, self._rpc.PullResponse)
+
+    def Health(self, req: Any) -> Any:
+        """Ready when Redis answers a PING (unless SkipStorage: the RPC tier alone)."""
+
+        def health() -> Any:
+            if req is not None and req.SkipStorage:
+                return self._rpc.HealthResponse(Code=0, Msg="ok", Storage="skipped")
+            try:
+                self._store.ping()
+            except StorageUnavailable as e:
+                return self._rpc.HealthResponse(Code=503, Msg=f"storage: {e.msg}", Storage=f"unavailable: {e.msg}")
+            return self._rpc.HealthResponse(Code=0, Msg="ok", Storage="ok")
+
+        return _answer("Health", req, None, health, self._rpc.HealthResponse)
 
     def _valid_text(self, text: object) -> str:
         if isinstance(text, bytes):
@@ -91,14 +109,20 @@ def _valid_idempotency_key(key: object) -> str | None:
     return key
 
 
-def _answer(handle: Callable[[], R], response: Callable[..., R]) -> R:
-    """Run a handler; turn any failure into a response with a Code."""
-    try:
-        return handle()
-    except ServiceError as e:
-        if e.code >= 500:
-            log.warning("answering %d: %s (%s)", e.code, e.msg, e.__cause__ or e)
-        return response(Code=e.code, Msg=e.msg)
-    except Exception:
-        log.exception("internal error")
-        return response(Code=500, Msg="internal error")
+def _answer(method: str, req: Any, chat: object, handle: Callable[[], Any], response: Callable[..., Any]) -> Any:
+    """Run a handler; turn any failure into a response with a Code; record the call."""
+    started = time.monotonic()
+    with IN_FLIGHT.track_inprogress():
+        try:
+            result = handle()
+        except RateLimited as e:
+            result = response(Code=e.code, Msg=e.msg, RetryAfterMs=e.retry_after_ms)
+        except ServiceError as e:
+            if e.code >= 500:
+                log.warning("answering %d: %s (%s)", e.code, e.msg, e.__cause__ or e)
+            result = response(Code=e.code, Msg=e.msg)
+        except Exception:
+            log.exception("internal error in %s", method)
+            result = response(Code=500, Msg="internal error")
+    record_call(method, result.Code, started, chat, getattr(req, "RequestId", None))
+    return result

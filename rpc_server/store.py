@@ -7,6 +7,8 @@ Cluster hash slot through the `{a:b}` hash tag):
                                         fields s=<sender>, t=<text>
     im:v1:{<first>:<second>}:k:<key>    string "<send_time> <fingerprint>",
                                         expires after the idempotency TTL
+    im:v1:rl:{<sender>}                 string, the sender's GCRA state (only
+                                        with rate limiting on); expires
 
 Semantics the service relies on:
 
@@ -34,7 +36,8 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from rpc_server.chat_id import Chat
-from rpc_server.errors import IdempotencyConflict, StorageUnavailable
+from rpc_server.errors import IdempotencyConflict, RateLimited, StorageUnavailable
+from rpc_server.observability import REDIS_ERRORS
 from rpc_server.paging import Page, make_page, range_bounds
 
 KEY_PREFIX = "im:v1:"
@@ -57,6 +60,10 @@ def stream_key(chat: Chat) -> str:
 
 def idempotency_key(chat: Chat, key: str) -> str:
     return f"{KEY_PREFIX}{{{chat.id}}}:k:{key}"
+
+
+def rate_key(sender: str) -> str:
+    return f"{KEY_PREFIX}rl:{{{sender}}}"
 
 
 def fingerprint(sender: str, text: str) -> str:
@@ -88,25 +95,52 @@ def connect_redis(url: str, timeout_s: float, pool_size: int, pool_wait_s: float
 
 @contextmanager
 def storage_errors() -> Iterator[None]:
-    """Turn Redis failures into StorageUnavailable with a message for logs."""
+    """Turn Redis failures into StorageUnavailable, counting each kind."""
     try:
         yield
-    except redis.TimeoutError as e:
-        raise StorageUnavailable("storage timed out; the outcome of a send is unknown") from e
-    except redis.ConnectionError as e:
-        raise StorageUnavailable("storage unavailable") from e
-    except redis.exceptions.OutOfMemoryError as e:
-        raise StorageUnavailable("storage full") from e
-    except redis.exceptions.ReadOnlyError as e:
-        raise StorageUnavailable("storage is read-only") from e
+    except redis.RedisError as e:
+        REDIS_ERRORS.labels(type(e).__name__).inc()
+        reason = _unavailable_reason(e)
+        if reason is None:
+            raise  # a script error, say: a bug, not an outage
+        raise StorageUnavailable(reason) from e
+
+
+def _unavailable_reason(error: redis.RedisError) -> str | None:
+    if isinstance(error, redis.TimeoutError):
+        return "storage timed out; the outcome of a send is unknown"
+    if isinstance(error, redis.ConnectionError):
+        return "storage unavailable"
+    if isinstance(error, redis.exceptions.OutOfMemoryError):
+        return "storage full"
+    if isinstance(error, redis.exceptions.ReadOnlyError):
+        return "storage is read-only"
+    return None
 
 
 class MessageStore:
-    def __init__(self, client: redis.Redis, idempotency_ttl_s: int) -> None:
+    def __init__(
+        self, client: redis.Redis, idempotency_ttl_s: int, rate_per_s: float = 0.0, rate_burst: int = 10
+    ) -> None:
         self._redis = client
         self._idempotency_ttl_s = idempotency_ttl_s
-        source = resources.files(__package__).joinpath("send.lua").read_text()
-        self._send_script = client.register_script(source)
+        self._send_script = client.register_script(_script("send.lua"))
+        self._rate_script = client.register_script(_script("rate_limit.lua"))
+        self._rate_interval_us = round(1_000_000 / rate_per_s) if rate_per_s > 0 else 0
+        self._rate_tolerance_us = self._rate_interval_us * max(rate_burst - 1, 0)
+
+    def check_rate(self, sender: str) -> None:
+        """Raise RateLimited if `sender` sends faster than the configured rate
+        (after a burst). Off when the rate is 0. A separate script from the
+        append: in a cluster the sender's key lives on its own shard."""
+        if not self._rate_interval_us:
+            return
+        with storage_errors():
+            wait_ms = int(
+                self._rate_script(keys=[rate_key(sender)], args=[self._rate_interval_us, self._rate_tolerance_us])
+            )
+        if wait_ms > 0:
+            raise RateLimited(f"too many messages from {sender!r}; retry in {wait_ms} ms", retry_after_ms=wait_ms)
 
     def append(self, chat: Chat, sender: str, text: str, key: str | None = None) -> int:
         """Store one message and return its send_time.
@@ -141,6 +175,10 @@ class MessageStore:
     def ping(self) -> bool:
         with storage_errors():
             return bool(self._redis.ping())
+
+
+def _script(name: str) -> str:
+    return resources.files(__package__).joinpath(name).read_text()
 
 
 def _send_time(entry_id: str) -> int:

@@ -1,29 +1,42 @@
-"""Per-connection transport detection, as a Kitex server does it.
+"""Per-connection framing: detection, then reading one whole message at a time.
 
 A Thrift client may speak strict binary over a buffered (unframed) stream,
 the Kitex <= 0.12 default, or over framed transport (Kitex >= 0.13, many
-Apache clients). Both are recognised from a connection's first 8 bytes:
+Apache clients). Both are recognised from a connection's first 8 bytes, as a
+Kitex server does:
 
     80 01 .. ..  .. .. .. ..     buffered: strict binary version word first
     LL LL LL LL  80 01 .. ..     framed: a 4-byte length, then the version
     LL LL LL LL  0f ff .. ..     TTHeader (Kitex's header transport)
 
 TTHeader, compact protocol and non-strict binary are refused, as Kitex's
-server refuses the last two: we log why and close the connection.
+server refuses the last two.
+
+Each message is then read whole before anything decodes it, under two
+separate clocks: a long idle timeout for the first byte (pooled clients keep
+idle connections for minutes), and a short deadline for the rest of the
+message once it has begun (a client sending a byte a second cannot hold a
+connection). message_check bounds its size and shape.
 """
 
 from __future__ import annotations
 
 import enum
 import socket
+import struct
+import time
 from typing import Any
 
-from thriftpy2.transport import TCyBufferedTransport, TCyFramedTransport, TTransportException
+from thriftpy2.transport import TCyBufferedTransport, TCyFramedTransport
+
+from rpc_server.message_check import Incomplete, Limits, Malformed, message_length
 
 SNIFF_BYTES = 8
+RECV_BYTES = 65536
 _STRICT_VERSION = b"\x80\x01"
 _TTHEADER_MAGIC = b"\x0f\xff"
 _COMPACT_ID = 0x82
+_FRAME = struct.Struct(">i")
 
 
 class Framing(enum.Enum):
@@ -52,40 +65,96 @@ def describe_unknown(first: bytes) -> str:
     return "not strict binary Thrift (non-strict binary is refused, as Kitex does)"
 
 
-def read_prefix(sock: socket.socket, size: int = SNIFF_BYTES) -> bytes:
-    """Read up to `size` bytes; fewer only if the peer closed first."""
-    data = b""
-    while len(data) < size:
-        chunk = sock.recv(size - len(data))
-        if not chunk:
-            break
-        data += chunk
-    return data
+class MessageTimeout(Exception):
+    """A message began but did not arrive whole within the deadline."""
 
 
-class SocketTransport:
-    """The raw byte stream below thriftpy2's Cython transports.
+class PeerClosed(Exception):
+    """The peer closed the connection in the middle of a message."""
 
-    thriftpy2's Cython protocol only accepts its Cython transports, which in
-    turn read from any object with read/write/flush; this one hands back the
-    bytes consumed by detection before reading the socket again.
-    """
 
-    def __init__(self, sock: socket.socket, prefix: bytes) -> None:
+class MessageReader:
+    """Reads whole messages (frame payloads, when framed) from a socket."""
+
+    def __init__(self, sock: socket.socket, limits: Limits, idle_timeout_s: float, message_timeout_s: float) -> None:
+        self._sock = sock
+        self.framing = Framing.BUFFERED  # set from detect(first_bytes())
+        self._limits = limits
+        self._idle_timeout_s = idle_timeout_s
+        self._message_timeout_s = message_timeout_s
+        self._buffer = bytearray()
+        self.idle = False  # waiting for the first byte of the next message
+
+    def first_bytes(self) -> bytes:
+        """Read the bytes that tell the framing (fewer only if the peer closed)."""
+        self._sock.settimeout(self._idle_timeout_s)
+        while len(self._buffer) < SNIFF_BYTES and self._recv():
+            pass
+        return bytes(self._buffer[:SNIFF_BYTES])
+
+    def next_message(self) -> bytes | None:
+        """The next whole message, or None if the peer closed between messages."""
+        if not self._buffer:
+            self._sock.settimeout(self._idle_timeout_s)
+            self.idle = True
+            try:
+                if not self._recv():
+                    return None
+            finally:
+                self.idle = False
+        deadline = time.monotonic() + self._message_timeout_s
+        while True:
+            try:
+                start, end = self._measure()
+                break
+            except Incomplete:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise MessageTimeout(f"message not complete within {self._message_timeout_s}s") from None
+                self._sock.settimeout(remaining)
+                if not self._recv():
+                    raise PeerClosed("in the middle of a message") from None
+        message = bytes(self._buffer[start:end])
+        del self._buffer[:end]
+        return message
+
+    def _recv(self) -> bool:
+        chunk = self._sock.recv(RECV_BYTES)
+        self._buffer += chunk
+        return bool(chunk)
+
+    def _measure(self) -> tuple[int, int]:
+        """(start, end) of the first message in the buffer."""
+        if self.framing is Framing.BUFFERED:
+            return 0, message_length(self._buffer, self._limits)
+        if len(self._buffer) < 4:
+            raise Incomplete
+        size = _FRAME.unpack_from(self._buffer)[0]
+        if not 0 < size <= self._limits.max_bytes:
+            raise Malformed(f"frame length {size}")
+        if len(self._buffer) < 4 + size:
+            raise Incomplete
+        try:
+            length = message_length(memoryview(self._buffer)[4 : 4 + size], self._limits)
+        except Incomplete:
+            raise Malformed("frame shorter than its message") from None
+        if length != size:
+            raise Malformed("frame longer than its message")
+        return 4, 4 + size
+
+
+class _SocketWriter:
+    """The byte sink below thriftpy2's Cython transports (which only
+    thriftpy2's Cython protocol accepts), for replies."""
+
+    def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
-        self._prefix = prefix
-
-    def read(self, size: int) -> bytes:
-        if self._prefix:
-            data, self._prefix = self._prefix[:size], self._prefix[size:]
-            return data
-        data = self.sock.recv(size)
-        if not data:
-            raise TTransportException(TTransportException.END_OF_FILE, "peer closed the connection")
-        return data
 
     def write(self, data: bytes) -> None:
         self.sock.sendall(data)
+
+    def read(self, size: int) -> bytes:
+        raise OSError("replies only")
 
     def flush(self) -> None:
         pass
@@ -97,8 +166,7 @@ class SocketTransport:
         self.sock.close()
 
 
-def open_transport(sock: socket.socket, prefix: bytes, framing: Framing) -> Any:
-    raw = SocketTransport(sock, prefix)
-    if framing is Framing.FRAMED:
-        return TCyFramedTransport(raw)
-    return TCyBufferedTransport(raw)
+def reply_transport(sock: socket.socket, framing: Framing) -> Any:
+    """Where replies are written: framed if the requests were."""
+    writer = _SocketWriter(sock)
+    return TCyFramedTransport(writer) if framing is Framing.FRAMED else TCyBufferedTransport(writer)

@@ -77,7 +77,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ours", type=Path, default=ROOT / "idl" / "idl_rpc.thrift")
     parser.add_argument("--template", type=Path, default=ROOT / "tests" / "fixtures" / "seed_idl_rpc.thrift")
     args = parser.parse_args(argv)
-    ours = thriftpy2.load(str(args.ours), module_name="ours_thrift")
+    try:
+        ours = thriftpy2.load(str(args.ours), module_name="ours_thrift")
+    except Exception as e:  # thriftpy2's parser errors share no base class
+        print(f"incompatible: {args.ours} does not load with thriftpy2: {e}", file=sys.stderr)
+        return 1
     template = thriftpy2.load(str(args.template), module_name="template_thrift")
     problems = differences(ours, template)
     for problem in problems:

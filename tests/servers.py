@@ -117,12 +117,10 @@ class RedisServer(Process):
 class RpcServer(Process):
     def __init__(self, directory: Path, redis_url: str, port: int | None = None, **env: str) -> None:
         self.port = port or free_port()
-        super().__init__(
-            "rpc_server",
-            [sys.executable, "-m", "rpc_server", "--host", "127.0.0.1", "--port", str(self.port)],
-            directory / f"rpc-{self.port}.log",
-            {"REDIS_URL": redis_url, **env},
-        )
+        self.metrics_port = free_port()
+        argv = [sys.executable, "-m", "rpc_server", "--host", "127.0.0.1", "--port", str(self.port)]
+        argv += ["--metrics-port", str(self.metrics_port)]
+        super().__init__("rpc_server", argv, directory / f"rpc-{self.port}.log", {"REDIS_URL": redis_url, **env})
 
     def start(self) -> None:
         super().start()

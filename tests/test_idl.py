@@ -38,7 +38,8 @@ def test_our_idl_is_wire_compatible_with_the_template() -> None:
         (("2: required i64 Cursor", "2: required i32 Cursor"), "PullRequest field 2"),
         (("PullResponse Pull(2: PullRequest req)", "PullResponse Pull(1: PullRequest req)"), "Pull_args"),
         (("3: optional i64 SendTime", "3: required i64 SendTime"), "is new, so it must be optional"),
-        (("4: optional bool Reverse", "5: optional bool Reverse"), "PullRequest field 4 (Reverse) is missing"),
+        (("4: optional bool Reverse", "9: optional bool Reverse"), "PullRequest field 4 (Reverse) is missing"),
+        (("5: optional string RequestId", "4: optional string RequestId"), "does not load"),
     ],
 )
 def test_the_check_catches_incompatible_edits(tmp_path: Path, edit: tuple[str, str], complaint: str) -> None:

@@ -159,10 +159,11 @@ class RpcClientPool:
     def _connect(self) -> _Connection:
         """Connect to the next endpoint; on failure try the others (at least
         twice in all): nothing was sent yet, so this retry is always safe."""
-        attempts = max(2, len(self._endpoints))
+        count = len(self._endpoints)
+        first, self._next_endpoint = self._next_endpoint, (self._next_endpoint + 1) % count  # spread the load
+        attempts = max(2, count)
         for attempt in range(attempts):
-            host, port = self._endpoints[self._next_endpoint]
-            self._next_endpoint = (self._next_endpoint + 1) % len(self._endpoints)
+            host, port = self._endpoints[(first + attempt) % count]  # this call's own order: each one once
             try:
                 return _Connection(self._service, host, port, self._connect_timeout_s, self._call_timeout_s)
             except TTransportException:

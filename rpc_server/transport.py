@@ -83,40 +83,54 @@ class MessageReader:
         self._idle_timeout_s = idle_timeout_s
         self._message_timeout_s = message_timeout_s
         self._buffer = bytearray()
+        self._deadline: float | None = None  # for the message being read
         self.idle = False  # waiting for the first byte of the next message
 
     def first_bytes(self) -> bytes:
         """Read the bytes that tell the framing (fewer only if the peer closed)."""
-        self._sock.settimeout(self._idle_timeout_s)
-        while len(self._buffer) < SNIFF_BYTES and self._recv():
-            pass
+        if self._wait_for_data():
+            while len(self._buffer) < SNIFF_BYTES and self._recv_before_deadline():
+                pass
         return bytes(self._buffer[:SNIFF_BYTES])
 
     def next_message(self) -> bytes | None:
         """The next whole message, or None if the peer closed between messages."""
         if not self._buffer:
-            self._sock.settimeout(self._idle_timeout_s)
-            self.idle = True
-            try:
-                if not self._recv():
-                    return None
-            finally:
-                self.idle = False
-        deadline = time.monotonic() + self._message_timeout_s
+            if not self._wait_for_data():
+                return None
+        elif self._deadline is None:  # the next message was already buffered
+            self._deadline = time.monotonic() + self._message_timeout_s
         while True:
             try:
                 start, end = self._measure()
                 break
             except Incomplete:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    raise MessageTimeout(f"message not complete within {self._message_timeout_s}s") from None
-                self._sock.settimeout(remaining)
-                if not self._recv():
+                if not self._recv_before_deadline():
                     raise PeerClosed("in the middle of a message") from None
+        self._deadline = None
         message = bytes(self._buffer[start:end])
         del self._buffer[:end]
         return message
+
+    def _wait_for_data(self) -> bool:
+        """Wait (idle timeout) for the first bytes of a message; its deadline starts then."""
+        self._sock.settimeout(self._idle_timeout_s)
+        self.idle = True
+        try:
+            arrived = self._recv()
+        finally:
+            self.idle = False
+        if arrived:
+            self._deadline = time.monotonic() + self._message_timeout_s
+        return arrived
+
+    def _recv_before_deadline(self) -> bool:
+        assert self._deadline is not None
+        remaining = self._deadline - time.monotonic()
+        if remaining <= 0:
+            raise MessageTimeout(f"message not complete within {self._message_timeout_s}s")
+        self._sock.settimeout(remaining)
+        return self._recv()
 
     def _recv(self) -> bool:
         chunk = self._sock.recv(RECV_BYTES)

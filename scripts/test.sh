@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Install what is missing, check the code (ruff, mypy), run the whole test
-# suite. Extra arguments go to pytest, e.g. scripts/test.sh -k pull -x
+# suite. Extra arguments go to pytest, e.g. scripts/test.sh -k pull -x;
+# --fast (first) skips the fault-injection tests, for local iteration only.
 # The tests start their own redis-server, RPC server and gunicorn on free ports.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$ROOT"
@@ -24,4 +25,8 @@ log "ruff check / ruff format --check / mypy"
 "$VENV/bin/mypy"
 
 log "pytest"
+if [ "${1:-}" = "--fast" ]; then
+    shift
+    exec "$PY" -m pytest -m "not fault" "$@"
+fi
 exec "$PY" -m pytest "$@"

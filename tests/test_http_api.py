@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+import socket
 import threading
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -14,7 +15,7 @@ import pytest
 import requests
 
 from tests.conftest import Api
-from tests.servers import ROOT
+from tests.servers import ROOT, Stack
 
 # --- The seed's own examples ------------------------------------------------
 
@@ -494,6 +495,71 @@ ERROR_CASES: list[tuple[str, str, str, Any, int, str]] = [
         "unknown field 'revrse'",
     ),
     ("chat and receiver", "POST", "/api/send", lambda c: {"json": _send_body(c, receiver="x")}, 400, "not both"),
+    (
+        "NUL in a member name",
+        "POST",
+        "/api/send",
+        lambda c: {"json": _send_body(c, chat="a\u0000b:c", sender="c")},
+        400,
+        "invalid chat member",
+    ),
+    (
+        "NUL in the sender",
+        "POST",
+        "/api/send",
+        lambda c: {"json": _send_body(c, sender="a\u0000")},
+        400,
+        "invalid sender",
+    ),
+    ("space in a member name", "GET", "/api/pull", lambda c: {"params": {"chat": "a b:c"}}, 400, "invalid chat member"),
+    (
+        "65-character member",
+        "GET",
+        "/api/pull",
+        lambda c: {"params": {"chat": "a" * 65 + ":b"}},
+        400,
+        "invalid chat member",
+    ),
+    (
+        "30,000-character chat",
+        "POST",
+        "/api/send",
+        lambda c: {"json": _send_body(c, chat="a" * 30_000 + ":b")},
+        400,
+        "invalid chat member",
+    ),
+    (
+        "limit as a string in JSON",
+        "GET",
+        "/api/pull",
+        lambda c: {"json": {"chat": c, "limit": "10"}},
+        400,
+        "limit must be an integer",
+    ),
+    (
+        "limit beyond 2**63",
+        "GET",
+        "/api/pull",
+        lambda c: {"params": {"chat": c, "limit": str(2**63)}},
+        400,
+        "out of range",
+    ),
+    (
+        "cursor a float in a query",
+        "GET",
+        "/api/pull",
+        lambda c: {"params": {"chat": c, "cursor": "1.5"}},
+        400,
+        "cursor must be an integer",
+    ),
+    (
+        "reverse yes in JSON",
+        "GET",
+        "/api/pull",
+        lambda c: {"json": {"chat": c, "reverse": "yes"}},
+        400,
+        "reverse must be a boolean",
+    ),
 ]
 
 
@@ -519,3 +585,16 @@ def test_longest_text_is_accepted_in_code_points(api: Api, chat: str) -> None:
     text = "\U0001f600" * 4096  # 4096 code points, 16 KiB of UTF-8
     assert api.send(chat, text, chat.split(":")[0]).status_code == 200
     assert api.pull_all(chat)[0]["text"] == text
+
+
+def test_an_oversize_body_gets_413_before_it_is_sent(stack: Stack) -> None:
+    """The server answers from the Content-Length alone: a client announcing
+    100 MB gets 413 after sending only its headers."""
+    with socket.create_connection(("127.0.0.1", stack.http.port), timeout=10) as sock:
+        sock.sendall(
+            b"POST /api/send HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b'Content-Length: 100000000\r\n\r\n{"chat": '
+        )
+        response = sock.recv(65536).decode()
+    assert response.startswith("HTTP/1.1 413")
+    assert '"code": 413' in response

@@ -10,7 +10,6 @@ import os
 import socket
 import threading
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -21,15 +20,6 @@ from tests.load import SendLoad
 from tests.servers import HttpServer, Stack, free_port, signal, wait_until
 
 pytestmark = pytest.mark.fault
-
-
-@pytest.fixture
-def own_stack(tmp_path: Path) -> Iterator[Stack]:
-    s = Stack(tmp_path)
-    try:
-        yield s.start()
-    finally:
-        s.stop()
 
 
 def _report(name: str, outcome: dict[str, int]) -> None:

@@ -22,15 +22,6 @@ from tests.servers import HttpServer, RpcServer, Stack, signal, wait_until
 CLIENT_DEADLINE = 5.0  # far above the 1 s RPC timeout: a "hang" fails the test
 
 
-@pytest.fixture
-def own_stack(tmp_path: Path) -> Iterator[Stack]:
-    s = Stack(tmp_path)
-    try:
-        yield s.start()
-    finally:
-        s.stop()
-
-
 def _assert_503(r: requests.Response) -> None:
     assert r.status_code == 503, r.text
     assert r.json()["code"] == 503

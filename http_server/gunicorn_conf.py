@@ -18,9 +18,9 @@ _cfg = _load_config([])
 
 bind = f"{_cfg.host}:{_cfg.port}"
 workers = _cfg.workers
-worker_class = "gevent"  # many concurrent clients, each waiting on an RPC
+worker_class = "http_server.worker.Worker"  # gevent's pywsgi: many clients, each waiting on an RPC
 worker_connections = _cfg.worker_connections
-keepalive = _cfg.keepalive_s  # also bounds how long a graceful stop waits for idle clients
+keepalive = _cfg.keepalive_s  # (http_server.worker applies it) also bounds a graceful stop's wait
 graceful_timeout = _cfg.graceful_timeout_s
 control_socket_disable = True  # gunicorn 27 would share one in ~/.gunicorn
 accesslog = None  # http_server.telemetry logs each request, as JSON

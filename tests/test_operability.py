@@ -5,6 +5,7 @@ the optional rate limit."""
 from __future__ import annotations
 
 import json
+import socket
 import threading
 import urllib.request
 import uuid
@@ -17,7 +18,7 @@ import requests
 from thriftpy2.rpc import make_client
 
 from tests.conftest import Api
-from tests.servers import Stack, signal, wait_until
+from tests.servers import HttpServer, Stack, signal, wait_until
 
 
 def _scrape(url: str) -> dict[str, float]:
@@ -78,6 +79,21 @@ def test_sigterm_finishes_calls_in_flight_then_exits_0(slow_stack: Stack, server
     assert process.wait(20) == 0
     assert statuses == [200] * 10
     assert admin.xlen("im:v1:{a:b}:m") == 10
+
+
+def test_an_idle_keepalive_connection_is_closed_after_the_keepalive_timeout(tmp_path: Path, stack: Stack) -> None:
+    """gunicorn's keepalive does not reach gevent's pywsgi by itself; our worker applies it."""
+    http = HttpServer(tmp_path, stack.rpc.port, workers=1, HTTP_KEEPALIVE_S="1")
+    http.start()
+    try:
+        with socket.create_connection(("127.0.0.1", http.port), timeout=10) as sock:
+            sock.sendall(b"GET /ping HTTP/1.1\r\nHost: x\r\n\r\n")
+            response = b""
+            while b"pong" not in response:
+                response += sock.recv(4096)
+            assert sock.recv(4096) == b""  # closed by the server, long before our 10 s timeout
+    finally:
+        http.stop()
 
 
 # --- Metrics ---------------------------------------------------------------------

@@ -23,8 +23,11 @@ class ApiError(falcon.HTTPError):
     """An HTTP error with a `{"code","msg"}` body; 429 and 503 say when to retry."""
 
     def __init__(self, status: int, msg: str, retry_after_s: int = 1) -> None:
-        headers = {"Retry-After": str(retry_after_s)} if status in (429, 503) else None
-        super().__init__(falcon.code_to_http_status(status), description=msg, headers=headers)
+        headers = {"Retry-After": str(retry_after_s)} if status in (429, 503) else {}
+        if status == 413:
+            # Answered before the body is read: close rather than drain what the client announced.
+            headers["Connection"] = "close"
+        super().__init__(falcon.code_to_http_status(status), description=msg, headers=headers or None)
 
 
 def from_rpc_code(code: int, msg: str, retry_after_ms: int | None = None) -> ApiError:

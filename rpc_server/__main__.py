@@ -29,7 +29,9 @@ def main(argv: list[str] | None = None) -> int:
     client = connect_redis(
         cfg.redis_url, cfg.redis_timeout_ms / 1000, cfg.redis_pool_size, cfg.redis_pool_wait_ms / 1000
     )
-    store = MessageStore(client, cfg.idempotency_ttl_s, cfg.rate_limit_per_s, cfg.rate_limit_burst)
+    store = MessageStore(
+        client, cfg.idempotency_ttl_s, cfg.rate_limit_per_s, cfg.rate_limit_burst, cfg.redis_pipeline_lanes
+    )
     service = IMService(rpc, store, cfg.max_text_chars, cfg.max_pull_limit)
     limits = Limits(max_bytes=cfg.max_message_bytes, max_string=cfg.max_message_bytes)
     server = ThriftServer(

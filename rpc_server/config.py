@@ -20,6 +20,7 @@ class Config:
     redis_timeout_ms: int = 300
     redis_pool_size: int = 64
     redis_pool_wait_ms: int = 200
+    redis_pipeline_lanes: int = 2
     max_text_chars: int = 4096
     max_pull_limit: int = 100
     idempotency_ttl_s: int = 86400
@@ -43,6 +44,10 @@ _SOURCES = {
     "redis_timeout_ms": ("REDIS_TIMEOUT_MS", "Redis connect and command timeout"),
     "redis_pool_size": ("REDIS_POOL_SIZE", "Redis connections per process"),
     "redis_pool_wait_ms": ("REDIS_POOL_WAIT_MS", "longest wait for a free Redis connection"),
+    "redis_pipeline_lanes": (
+        "REDIS_PIPELINE_LANES",
+        "pipelines in flight at once for coalesced commands (0: no coalescing)",
+    ),
     "max_text_chars": ("MAX_TEXT_CHARS", "longest text, in Unicode code points"),
     "max_pull_limit": ("MAX_PULL_LIMIT", "larger pull limits are clamped to this"),
     "idempotency_ttl_s": ("IDEMPOTENCY_TTL_S", "how long an idempotency key is remembered"),

@@ -29,7 +29,7 @@ import hashlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from importlib import resources
-from typing import NamedTuple, cast
+from typing import Any, NamedTuple, cast
 
 import redis
 from redis.backoff import NoBackoff
@@ -39,6 +39,7 @@ from rpc_server.chat_id import Chat
 from rpc_server.errors import IdempotencyConflict, RateLimited, StorageUnavailable
 from rpc_server.observability import REDIS_ERRORS
 from rpc_server.paging import Page, make_page, range_bounds
+from rpc_server.pipelining import AutoPipeline
 
 KEY_PREFIX = "im:v1:"
 
@@ -118,14 +119,29 @@ def _unavailable_reason(error: redis.RedisError) -> str | None:
     return None
 
 
+class LuaScript:
+    """A script called by its SHA1 (EVALSHA), loaded again when Redis lost it."""
+
+    def __init__(self, name: str) -> None:
+        self.source = resources.files(__package__).joinpath(name).read_text()
+        self.sha = hashlib.sha1(self.source.encode()).hexdigest()
+
+
 class MessageStore:
     def __init__(
-        self, client: redis.Redis, idempotency_ttl_s: int, rate_per_s: float = 0.0, rate_burst: int = 10
+        self,
+        client: redis.Redis,
+        idempotency_ttl_s: int,
+        rate_per_s: float = 0.0,
+        rate_burst: int = 10,
+        pipeline_lanes: int = 2,
     ) -> None:
         self._redis = client
+        # Commands go out coalesced into pipelines (pipelining), or one by one with 0 lanes.
+        self._run = AutoPipeline(client, pipeline_lanes).execute if pipeline_lanes else client.execute_command
         self._idempotency_ttl_s = idempotency_ttl_s
-        self._send_script = client.register_script(_script("send.lua"))
-        self._rate_script = client.register_script(_script("rate_limit.lua"))
+        self._send_script = LuaScript("send.lua")
+        self._rate_script = LuaScript("rate_limit.lua")
         self._rate_interval_us = round(1_000_000 / rate_per_s) if rate_per_s > 0 else 0
         self._rate_tolerance_us = self._rate_interval_us * max(rate_burst - 1, 0)
 
@@ -137,7 +153,7 @@ class MessageStore:
             return
         with storage_errors():
             wait_ms = int(
-                self._rate_script(keys=[rate_key(sender)], args=[self._rate_interval_us, self._rate_tolerance_us])
+                self._eval(self._rate_script, [rate_key(sender)], [self._rate_interval_us, self._rate_tolerance_us])
             )
         if wait_ms > 0:
             raise RateLimited(f"too many messages from {sender!r}; retry in {wait_ms} ms", retry_after_ms=wait_ms)
@@ -154,7 +170,7 @@ class MessageStore:
             keys.append(idempotency_key(chat, key))
         args: list[str | int] = [sender, text, fingerprint(sender, text), self._idempotency_ttl_s]
         with storage_errors():
-            status, send_time = self._send_script(keys=keys, args=args)
+            status, send_time = self._eval(self._send_script, keys, args)
         if status == CONFLICT:
             raise IdempotencyConflict("idempotency key already used for a different message in this chat")
         return int(send_time)
@@ -166,9 +182,9 @@ class MessageStore:
         Reverse: send_time <= cursor, newest first, 0 = from the newest.
         """
         first, last = range_bounds(cursor, reverse)
-        command = self._redis.xrevrange if reverse else self._redis.xrange
+        command = "XREVRANGE" if reverse else "XRANGE"
         with storage_errors():
-            entries = cast(_Entries, command(stream_key(chat), first, last, count=limit + 1))
+            entries = cast(_Entries, self._run(command, stream_key(chat), first, last, "COUNT", limit + 1))
         fetched = [StoredMessage(_send_time(entry_id), f["s"], f["t"]) for entry_id, f in entries]
         return make_page(fetched, limit, lambda m: m.send_time)
 
@@ -176,9 +192,13 @@ class MessageStore:
         with storage_errors():
             return bool(self._redis.ping())
 
-
-def _script(name: str) -> str:
-    return resources.files(__package__).joinpath(name).read_text()
+    def _eval(self, script: LuaScript, keys: list[str], args: list[str | int]) -> Any:
+        command = ("EVALSHA", script.sha, len(keys), *keys, *args)
+        try:
+            return self._run(*command)
+        except redis.exceptions.NoScriptError:  # Redis restarted or flushed its scripts: it did not run
+            self._redis.script_load(script.source)
+            return self._run(*command)
 
 
 def _send_time(entry_id: str) -> int:

@@ -1,0 +1,399 @@
+"""The benchmark: every figure of the performance targets, in one run.
+
+    scripts/bench.sh [--out bench/results] [--duration 6] [--quick]
+    python -m bench --http-url http://127.0.0.1:8080 --rpc-addr 127.0.0.1:8888 --redis-url redis://...
+
+Without targets it starts its own stack on free ports with the shipped
+settings (deploy/redis.conf, gunicorn_conf, the servers' defaults). With
+them it measures a running stack; --redis-url is only used to load the big
+chats and to read the persistence settings, and that Redis gets bench-*
+chats written to it. Prints a table with ratios and writes results.json,
+results.md and results.png to --out.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import platform
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from contextlib import ExitStack
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import redis
+
+from bench import memory
+
+ROOT = Path(__file__).resolve().parent.parent
+TEXT = memory.TEXT
+PULL_SIZES = (100, 10_000, 1_000_000)
+OPEN_LOOP_RATES = (500, 1000, 2000, 3000, 5000)
+
+
+class Bench:
+    def __init__(self, http_url: str, rpc_addr: str, redis_url: str, duration: float, out: Path) -> None:
+        self.http_url, self.rpc_addr, self.redis_url = http_url, rpc_addr, redis_url
+        self.duration = duration
+        self.out = out
+        self.results: dict[str, Any] = {}
+        self._stages: list[tuple[str, Callable[[], Any]]] = []
+        self._started = time.monotonic()
+
+    def stage(self, name: str, run: Callable[[], Any]) -> None:
+        self._stages.append((name, run))
+
+    def run(self) -> None:
+        for i, (name, run) in enumerate(self._stages, 1):
+            print(f"[{i:2}/{len(self._stages)}] {name} ...", end="", flush=True)
+            started = time.monotonic()
+            result = run()
+            self.results[name] = result
+            elapsed, total = time.monotonic() - started, time.monotonic() - self._started
+            print(f" {_summary(result)}  ({elapsed:.0f}s, {total:.0f}s in all)")
+
+    # --- the measurements ----------------------------------------------------------
+
+    def wrk(self, path: str, body: str | None = None) -> dict[str, Any]:
+        argv = ["wrk", "-t2", "-c64", f"-d{round(self.duration)}s", "--latency"]
+        with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
+            if body is not None:
+                script.write(f'wrk.method = "POST"\nwrk.body = {json.dumps(body)}\n')
+                script.write('wrk.headers["Content-Type"] = "application/json"\n')
+        argv += ["-s", script.name, self.http_url + path]
+        try:
+            output = subprocess.run(argv, capture_output=True, text=True, check=True).stdout
+        finally:
+            os.unlink(script.name)
+        return _parse_wrk(output)
+
+    def thrift(self, call: str, chat: str = "bench-thrift-a:bench-thrift-b") -> dict[str, Any]:
+        return self._json_process(
+            "bench.thrift_load",
+            "--addr",
+            self.rpc_addr,
+            "--call",
+            call,
+            "--duration",
+            str(self.duration),
+            "--chat",
+            chat,
+        )
+
+    def open_loop(self, path: str, rate: int, body: str | None = None) -> dict[str, Any]:
+        argv = ["--url", self.http_url + path, "--rate", str(rate), "--duration", str(min(self.duration, 5))]
+        return self._json_process("bench.openloop", *argv, *(["--body", body] if body else []))
+
+    def redis_benchmark(self, chat_key: str) -> dict[str, Any]:
+        if not shutil.which("redis-benchmark"):
+            return {"skipped": "redis-benchmark is not installed"}
+        client = redis.Redis.from_url(self.redis_url)
+        sha = client.script_load((ROOT / "rpc_server" / "send.lua").read_text())
+        port = client.connection_pool.connection_kwargs.get("port", 6379)
+        host = client.connection_pool.connection_kwargs.get("host", "127.0.0.1")
+        commands = {
+            "EVALSHA send.lua": ["EVALSHA", sha, "1", "im:v1:{bench-rb:x}:m", "bench-rb", TEXT, "", "0"],
+            "XRANGE COUNT 11": ["XRANGE", chat_key, "-", "+", "COUNT", "11"],
+            "XREVRANGE COUNT 11": ["XREVRANGE", chat_key, "+", "-", "COUNT", "11"],
+        }
+        figures = {}
+        for name, command in commands.items():
+            argv = ["redis-benchmark", "-h", str(host), "-p", str(port), "-c", "50", "-n", "50000", "--csv", *command]
+            lines = subprocess.run(argv, capture_output=True, text=True, check=True).stdout.strip().splitlines()
+            figures[name] = float(next(csv.reader([lines[-1]]))[1])  # "test","rps",...
+        return figures
+
+    def load_chats(self) -> dict[str, Any]:
+        client = redis.Redis.from_url(self.redis_url)
+        loaded = {}
+        for size in PULL_SIZES:
+            chat = _pull_chat(size)
+            have = client.xlen(f"im:v1:{{{chat}}}:m")
+            if have < size:
+                memory.load_ours(client, [chat], size - have, TEXT)
+            loaded[chat] = client.xlen(f"im:v1:{{{chat}}}:m")
+        return loaded
+
+    def persistence(self) -> dict[str, str]:
+        client = redis.Redis.from_url(self.redis_url, decode_responses=True)
+        settings = {}
+        for name in ("appendonly", "appendfsync", "maxmemory-policy", "stream-node-max-bytes"):
+            settings.update(client.config_get(name))
+        settings["redis_version"] = client.info("server")["redis_version"]
+        return settings
+
+    def _json_process(self, module: str, *args: str) -> dict[str, Any]:
+        output = subprocess.run(
+            [sys.executable, "-m", module, *args], capture_output=True, text=True, check=True, cwd=ROOT
+        ).stdout
+        result: dict[str, Any] = json.loads(output.strip().splitlines()[-1])
+        return result
+
+
+def _pull_chat(size: int) -> str:
+    return f"bench-pull-{size}:bench-peer"
+
+
+def _parse_wrk(output: str) -> dict[str, Any]:
+    def ms(value: str) -> float:
+        number, unit = re.fullmatch(r"([\d.]+)(us|ms|s)", value).groups()  # type: ignore[union-attr]
+        return float(number) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+
+    result: dict[str, Any] = {"rps": float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1))}  # type: ignore[union-attr]
+    for percent in ("50", "99"):
+        match = re.search(rf"^\s+{percent}%\s+(\S+)", output, re.M)
+        result[f"p{percent}_ms"] = round(ms(match.group(1)), 3) if match else None
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
+    result["non_2xx"] = int(errors.group(1)) if errors else 0
+    socket_errors = re.search(r"Socket errors: (.*)", output)
+    result["socket_errors"] = socket_errors.group(1) if socket_errors else None
+    return result
+
+
+def _summary(result: Any) -> str:
+    if not isinstance(result, dict):
+        return str(result)
+    for key in ("rps", "calls_per_s"):
+        if key in result:
+            extra = f", p50 {result.get('p50_ms')} ms, p99 {result.get('p99_ms')} ms" if "p50_ms" in result else ""
+            return f"{result[key]:,.0f}/s{extra}"
+    if "offered_rate" in result:
+        late = " BEHIND SCHEDULE" if result["behind_schedule"] else ""
+        latency = f"p50 {result['p50_ms']} ms, p99 {result['p99_ms']} ms, max {result['max_ms']} ms"
+        return f"{latency}, errors {result['errors'] or 0}{late}"
+    return ", ".join(f"{k}={v}" for k, v in list(result.items())[:4])
+
+
+def plan(bench: Bench) -> None:
+    send_body = json.dumps({"chat": "bench-a:bench-b", "text": TEXT, "sender": "bench-a"})
+    bench.stage("persistence settings", bench.persistence)
+    bench.stage("load pull chats (pipelined)", bench.load_chats)
+    bench.stage("ceiling: HTTP /ping", lambda: bench.wrk("/ping"))
+    bench.stage("ceiling: RPC echo (Health, no Redis)", lambda: bench.thrift("Health"))
+    bench.stage("ceiling: redis-benchmark", lambda: bench.redis_benchmark(f"im:v1:{{{_pull_chat(10_000)}}}:m"))
+    bench.stage("HTTP send", lambda: bench.wrk("/api/send", send_body))
+    for size in PULL_SIZES:
+        for reverse in (False, True):
+            path = f"/api/pull?chat={_pull_chat(size)}&limit=10&reverse={str(reverse).lower()}"
+            bench.stage(f"HTTP pull {size:,} {'newest' if reverse else 'oldest'} first", lambda p=path: bench.wrk(p))
+    bench.stage("Thrift Send", lambda: bench.thrift("Send"))
+    bench.stage("Thrift Pull", lambda: bench.thrift("Pull", _pull_chat(10_000)))
+    for rate in OPEN_LOOP_RATES:
+        bench.stage(f"open loop send @{rate}/s", lambda r=rate: bench.open_loop("/api/send", r, send_body))
+        pull = f"/api/pull?chat={_pull_chat(10_000)}&limit=10&reverse=true"
+        bench.stage(f"open loop pull @{rate}/s", lambda r=rate, p=pull: bench.open_loop(p, r))
+    bench.stage("Redis memory per message", lambda: _memory())
+
+
+def _memory() -> dict[str, Any]:
+    with memory.own_redis() as url:
+        client = redis.Redis.from_url(url)
+        return memory.measure(client, 100_000, 10_000)
+
+
+def ratios_and_targets(r: dict[str, Any]) -> tuple[dict[str, float], list[dict[str, Any]]]:
+    ping = r["ceiling: HTTP /ping"]["rps"]
+    pulls = {k: v for k, v in r.items() if k.startswith("HTTP pull ")}
+    p50 = {k: v["p50_ms"] for k, v in pulls.items()}
+    mem = r["Redis memory per message"]
+    ratios = {
+        "send / ping": r["HTTP send"]["rps"] / ping,
+        "pull (slowest of the six) / ping": min(v["rps"] for v in pulls.values()) / ping,
+        "pull p50, 10^6 / 10^2 chat, oldest first": p50["HTTP pull 1,000,000 oldest first"]
+        / p50["HTTP pull 100 oldest first"],
+        "pull p50, 10^6 / 10^2 chat, newest first": p50["HTTP pull 1,000,000 newest first"]
+        / p50["HTTP pull 100 newest first"],
+        "Thrift Send / RPC echo": r["Thrift Send"]["calls_per_s"]
+        / r["ceiling: RPC echo (Health, no Redis)"]["calls_per_s"],
+        **{f"memory / seed design, {shape}": v["ratio"] for shape, v in mem.items()},
+    }
+    at_1000 = [r["open loop send @1000/s"], r["open loop pull @1000/s"]]
+    targets = [
+        {"target": "send >= 0.5 x /ping", "value": ratios["send / ping"], "met": ratios["send / ping"] >= 0.5},
+        {
+            "target": "pull >= 0.4 x /ping",
+            "value": ratios["pull (slowest of the six) / ping"],
+            "met": ratios["pull (slowest of the six) / ping"] >= 0.4,
+        },
+        {
+            "target": "pull p50 on 10^6 <= 1.2 x on 10^2",
+            "value": max(
+                ratios["pull p50, 10^6 / 10^2 chat, oldest first"], ratios["pull p50, 10^6 / 10^2 chat, newest first"]
+            ),
+            "met": max(
+                ratios["pull p50, 10^6 / 10^2 chat, oldest first"], ratios["pull p50, 10^6 / 10^2 chat, newest first"]
+            )
+            <= 1.2,
+        },
+        {
+            "target": "p99 <= 10 ms at 1000 offered QPS, no errors",
+            "value": max(x["p99_ms"] for x in at_1000),
+            "met": all(x["p99_ms"] <= 10 and not x["errors"] for x in at_1000),
+        },
+        {
+            "target": "Thrift Send >= 0.6 x RPC echo",
+            "value": ratios["Thrift Send / RPC echo"],
+            "met": ratios["Thrift Send / RPC echo"] >= 0.6,
+        },
+        {
+            "target": "memory <= 0.5 x seed design, both chat sizes",
+            "value": max(v["ratio"] for v in mem.values()),
+            "met": all(v["ratio"] <= 0.5 for v in mem.values()),
+        },
+    ]
+    return ratios, targets
+
+
+def machine() -> dict[str, Any]:
+    model = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        platform.processor(),
+    )
+    memory_kib = int(Path("/proc/meminfo").read_text().split()[1])
+    return {
+        "cpus": len(os.sched_getaffinity(0)),
+        "cpu": model,
+        "memory_gib": round(memory_kib / 2**20, 1),
+        "kernel": platform.release(),
+        "python": platform.python_version(),
+    }
+
+
+def report(
+    results: dict[str, Any], ratios: dict[str, float], targets: list[dict[str, Any]], info: dict[str, Any]
+) -> str:
+    lines = [
+        f"# Benchmark, {info['date']}",
+        "",
+        f"Machine: {info['machine']['cpus']} CPUs ({info['machine']['cpu']}), {info['machine']['memory_gib']} GiB, "
+        f"Linux {info['machine']['kernel']}, Python {info['machine']['python']}. The load generators run on the same "
+        "2 cores as the servers.",
+        "",
+        "Redis: " + ", ".join(f"{k} {v}" for k, v in results["persistence settings"].items()),
+        "",
+        "| scenario | throughput | p50 ms | p99 ms | max ms | errors |",
+        "|---|---|---|---|---|---|",
+    ]
+    for name, r in results.items():
+        if not isinstance(r, dict):
+            continue
+        if "rps" in r:
+            cells = [f"{name} (wrk -c64)", f"{r['rps']:,.0f}/s", r["p50_ms"], r["p99_ms"], "", r["non_2xx"]]
+        elif "calls_per_s" in r:
+            cells = [f"{name} ({r['connections']} connections)", f"{r['calls_per_s']:,.0f}/s", r["p50_ms"], r["p99_ms"]]
+            cells += ["", r["errors"] or 0]
+        elif "offered_rate" in r:
+            late = " (behind schedule)" if r["behind_schedule"] else ""
+            cells = [f"{name}{late}", f"{r['achieved_rate']:,.0f}/s", r["p50_ms"], r["p99_ms"], r["max_ms"]]
+            cells += [r["errors"] or 0]
+        else:
+            continue
+        lines.append("| " + " | ".join(str(cell) for cell in cells) + " |")
+    bench_rb = results["ceiling: redis-benchmark"]
+    if "skipped" not in bench_rb:
+        for command, rps in bench_rb.items():
+            lines.append(f"| redis-benchmark {command} (-c50) | {rps:,.0f}/s | | | | |")
+    lines += ["", "| ratio | value |", "|---|---|"]
+    lines += [f"| {name} | {value:.2f} |" for name, value in ratios.items()]
+    lines += ["", "| memory, bytes per 71-byte message | seed design | ours | ours ÷ seed |", "|---|---|---|---|"]
+    for shape, m in results["Redis memory per message"].items():
+        lines.append(f"| {shape} | {m['seed']:.0f} | {m['ours']:.0f} | {m['ratio']:.2f} |")
+    lines += ["", "| target | value | met |", "|---|---|---|"]
+    lines += [f"| {t['target']} | {t['value']:.2f} | {'yes' if t['met'] else 'NO'} |" for t in targets]
+    lines += [
+        "",
+        f"For scale: the seed's reference reported 5016 QPS (Go, a laptop); HTTP send here: "
+        f"{results['HTTP send']['rps']:,.0f}/s.",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def plot(results: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(14, 5.5))
+    for kind, marker in (("send", "o"), ("pull", "s")):
+        runs = [results[f"open loop {kind} @{rate}/s"] for rate in OPEN_LOOP_RATES]
+        for stat, style in (("p50_ms", "-"), ("p99_ms", "--"), ("max_ms", ":")):
+            left.plot(OPEN_LOOP_RATES, [r[stat] for r in runs], style, marker=marker, label=f"{kind} {stat[:-3]}")
+    left.set_xlabel("offered load (requests/s, open loop)")
+    left.set_ylabel("latency from scheduled start (ms)")
+    left.set_yscale("log")
+    left.axhline(10, color="grey", linewidth=0.8)
+    left.set_title("Latency against offered load")
+    left.legend(fontsize=8)
+    bars = {
+        name: r.get("rps", r.get("calls_per_s"))
+        for name, r in results.items()
+        if isinstance(r, dict) and ("rps" in r or "calls_per_s" in r)
+    }
+    right.barh(list(bars), list(bars.values()), color="#4c72b0")
+    right.invert_yaxis()
+    right.set_xlabel("requests or calls per second (closed loop)")
+    right.set_title("Throughput per scenario")
+    right.tick_params(axis="y", labelsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--http-url", help="a running HTTP server (default: start a stack)")
+    parser.add_argument("--rpc-addr", help="its RPC server, host:port")
+    parser.add_argument("--redis-url", help="its Redis (bench-* chats are written to it)")
+    parser.add_argument("--duration", type=float, default=6.0, help="seconds per closed-loop run (default 6)")
+    parser.add_argument("--quick", action="store_true", help="2 s runs: a smoke test of the benchmark itself")
+    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results", help="where to write the results")
+    args = parser.parse_args()
+    for tool in ("wrk",):
+        if not shutil.which(tool):
+            parser.error(f"{tool} is not installed (scripts/bench.sh installs it)")
+    args.out.mkdir(parents=True, exist_ok=True)
+    with ExitStack() as cleanup:
+        if args.http_url:
+            if not (args.rpc_addr and args.redis_url):
+                parser.error("--http-url needs --rpc-addr and --redis-url too")
+            http_url, rpc_addr, redis_url = args.http_url, args.rpc_addr, args.redis_url
+        else:
+            from tests.servers import Stack
+
+            directory = Path(cleanup.enter_context(tempfile.TemporaryDirectory(prefix="bench-")))
+            print("starting redis-server, rpc_server and gunicorn on free ports ...", flush=True)
+            stack = Stack(directory).start()
+            cleanup.callback(stack.stop)
+            http_url, rpc_addr, redis_url = stack.http.url, f"127.0.0.1:{stack.rpc.port}", stack.redis.url
+        bench = Bench(http_url, rpc_addr, redis_url, 2.0 if args.quick else args.duration, args.out)
+        plan(bench)
+        bench.run()
+    ratios, targets = ratios_and_targets(bench.results)
+    info = {"date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), "machine": machine()}
+    table = report(bench.results, ratios, targets, info)
+    (args.out / "results.md").write_text(table)
+    (args.out / "results.json").write_text(
+        json.dumps({**info, "results": bench.results, "ratios": ratios, "targets": targets}, indent=2) + "\n"
+    )
+    plot(bench.results, args.out / "results.png")
+    print()
+    print(table)
+    print(f"written: {args.out / 'results.md'}, results.json, results.png")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

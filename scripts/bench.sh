@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Run the benchmark (bench/): start a stack on free ports with the shipped
+# settings, measure every scenario in one run, print a table with ratios and
+# write results.{md,json,png} (default: bench/results/). Installs what is
+# missing first (the venv, redis-server, wrk). Takes about 3 minutes.
+# Extra arguments go to `python -m bench` (--help lists them).
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+cd "$ROOT"
+ensure_venv dev
+ensure_redis
+if ! command -v wrk >/dev/null; then
+    if command -v apt-get >/dev/null; then apt_install wrk; else brew install wrk; fi
+fi
+exec "$PY" -m bench "$@"

@@ -25,6 +25,8 @@ from urllib.parse import urlsplit  # noqa: E402
 import gevent  # noqa: E402
 from gevent.queue import LifoQueue  # noqa: E402
 
+from bench.stats import percentile  # noqa: E402
+
 # A request dispatched more than this after its due time counts as late (gevent's
 # timers are good to about a millisecond); over 1% late means the generator
 # itself fell behind. Latency runs from the due time either way.
@@ -79,13 +81,6 @@ def _read_response(sock: socket.socket) -> int:
             raise ConnectionError("closed")
         body += chunk
     return status
-
-
-def percentile(sorted_values: list[float], p: float) -> float:
-    if not sorted_values:
-        return float("nan")
-    index = min(len(sorted_values) - 1, max(0, round(p / 100 * len(sorted_values) + 0.5) - 1))
-    return sorted_values[index]
 
 
 def run(url: str, rate: float, duration: float, body: str | None, timeout: float) -> dict[str, Any]:

@@ -23,7 +23,7 @@ from thriftpy2.rpc import make_client  # noqa: E402
 from thriftpy2.transport import TCyBufferedTransportFactory  # noqa: E402
 
 import idl  # noqa: E402
-from bench.openloop import percentile  # noqa: E402
+from bench.stats import percentile  # noqa: E402
 
 TEXT = "The quick brown fox jumps over the lazy dog, then naps in the sun. 1234"
 

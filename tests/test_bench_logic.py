@@ -2,7 +2,7 @@
 parsed right, percentiles taken right."""
 
 from bench.__main__ import _parse_wrk
-from bench.openloop import percentile
+from bench.stats import percentile
 
 WRK_OUTPUT = """Running 6s test @ http://127.0.0.1:8080/api/send
   2 threads and 64 connections

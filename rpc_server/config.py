@@ -17,6 +17,7 @@ class Config:
     host: str = "0.0.0.0"
     port: int = 8888
     redis_url: str = "redis://127.0.0.1:6379/0"
+    redis_cluster_nodes: str = ""
     redis_timeout_ms: int = 300
     redis_pool_size: int = 64
     redis_pool_wait_ms: int = 200
@@ -41,6 +42,7 @@ _SOURCES = {
     "host": ("RPC_HOST", "address to listen on"),
     "port": ("RPC_PORT", "port to listen on"),
     "redis_url": ("REDIS_URL", "Redis to store messages in"),
+    "redis_cluster_nodes": ("REDIS_CLUSTER_NODES", "host:port,... of a Redis Cluster (then REDIS_URL is unused)"),
     "redis_timeout_ms": ("REDIS_TIMEOUT_MS", "Redis connect and command timeout"),
     "redis_pool_size": ("REDIS_POOL_SIZE", "Redis connections per process"),
     "redis_pool_wait_ms": ("REDIS_POOL_WAIT_MS", "longest wait for a free Redis connection"),

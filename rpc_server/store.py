@@ -25,6 +25,7 @@ Semantics the service relies on:
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -33,6 +34,8 @@ from typing import Any, NamedTuple, cast
 
 import redis
 from redis.backoff import NoBackoff
+from redis.cluster import ClusterNode
+from redis.exceptions import ClusterDownError, RedisClusterException, TryAgainError
 from redis.retry import Retry
 
 from rpc_server.chat_id import Chat
@@ -72,7 +75,9 @@ def fingerprint(sender: str, text: str) -> str:
     return hashlib.blake2b(f"{sender}\0{text}".encode(), digest_size=16).hexdigest()
 
 
-def connect_redis(url: str, timeout_s: float, pool_size: int, pool_wait_s: float) -> redis.Redis:
+def connect_redis(
+    url: str, timeout_s: float, pool_size: int, pool_wait_s: float, cluster_nodes: str = ""
+) -> redis.Redis:
     """A Redis client whose every failure mode is bounded and explicit.
 
     - socket and connect timeouts and the wait for a pooled connection are
@@ -81,16 +86,30 @@ def connect_redis(url: str, timeout_s: float, pool_size: int, pool_wait_s: float
       raising as soon as `pool_size` are busy, but only for `pool_wait_s`;
     - no command is retried (redis-py retries by default, which after a
       timeout could store a message twice).
+
+    With `cluster_nodes` ("host:port,host:port"), a Redis Cluster client
+    (redis-py's RedisCluster) with the same bounds, per node. It follows
+    MOVED/ASK redirections, which are safe: the command did not run.
     """
-    pool = redis.BlockingConnectionPool.from_url(
-        url,
-        max_connections=pool_size,
-        timeout=pool_wait_s,
-        socket_timeout=timeout_s,
-        socket_connect_timeout=timeout_s,
-        retry=Retry(NoBackoff(), 0),
-        decode_responses=True,
-    )
+    bounds: dict[str, Any] = {
+        "socket_timeout": timeout_s,
+        "socket_connect_timeout": timeout_s,
+        "retry": Retry(NoBackoff(), 0),
+        "decode_responses": True,
+    }
+    if cluster_nodes:
+        startup = [
+            ClusterNode(host, int(port))
+            for host, _, port in (n.strip().rpartition(":") for n in cluster_nodes.split(","))
+        ]
+        cluster = redis.RedisCluster(
+            startup_nodes=startup,
+            max_connections=pool_size,
+            connection_pool_class=functools.partial(redis.BlockingConnectionPool, timeout=pool_wait_s),
+            **bounds,
+        )
+        return cast(redis.Redis, cluster)  # the commands the store uses are the same
+    pool = redis.BlockingConnectionPool.from_url(url, max_connections=pool_size, timeout=pool_wait_s, **bounds)
     return redis.Redis(connection_pool=pool)
 
 
@@ -99,7 +118,7 @@ def storage_errors() -> Iterator[None]:
     """Turn Redis failures into StorageUnavailable, counting each kind."""
     try:
         yield
-    except redis.RedisError as e:
+    except (redis.RedisError, RedisClusterException) as e:
         REDIS_ERRORS.labels(type(e).__name__).inc()
         reason = _unavailable_reason(e)
         if reason is None:
@@ -107,7 +126,9 @@ def storage_errors() -> Iterator[None]:
         raise StorageUnavailable(reason) from e
 
 
-def _unavailable_reason(error: redis.RedisError) -> str | None:
+def _unavailable_reason(error: Exception) -> str | None:
+    if isinstance(error, (ClusterDownError, TryAgainError, RedisClusterException)):
+        return "storage cluster unavailable (a shard is down or moving)"
     if isinstance(error, redis.TimeoutError):
         return "storage timed out; the outcome of a send is unknown"
     if isinstance(error, redis.ConnectionError):

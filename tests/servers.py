@@ -93,12 +93,12 @@ def _port_open(port: int) -> bool:
 
 
 class RedisServer(Process):
-    def __init__(self, directory: Path, port: int | None = None) -> None:
+    def __init__(self, directory: Path, port: int | None = None, extra: list[str] | None = None) -> None:
         self.port = port or free_port()
         directory.mkdir(parents=True, exist_ok=True)
         super().__init__(
             "redis-server",
-            ["redis-server", str(REDIS_CONF), "--port", str(self.port), "--dir", str(directory)],
+            ["redis-server", str(REDIS_CONF), "--port", str(self.port), "--dir", str(directory), *(extra or [])],
             directory / "redis.log",
         )
 
@@ -112,6 +112,48 @@ class RedisServer(Process):
     def start(self) -> None:
         super().start()
         self.wait_ready(lambda: self.client().ping())
+
+
+class RedisCluster:
+    """A real Redis Cluster: `masters` redis-server processes in cluster mode
+    (our redis.conf), joined by `redis-cli --cluster create`."""
+
+    def __init__(self, directory: Path, masters: int = 3) -> None:
+        # A loose node timeout, so that a busy 2-core machine does not fail over by accident.
+        settings = [
+            "--cluster-enabled",
+            "yes",
+            "--cluster-config-file",
+            "nodes.conf",
+            "--cluster-node-timeout",
+            "15000",
+        ]
+        self.nodes = [
+            RedisServer(directory / f"node{i}", extra=[*settings, "--cluster-port", str(free_port())])
+            for i in range(masters)
+        ]
+
+    @property
+    def addresses(self) -> str:
+        """REDIS_CLUSTER_NODES for these nodes."""
+        return ",".join(f"127.0.0.1:{node.port}" for node in self.nodes)
+
+    def start(self) -> RedisCluster:
+        for node in self.nodes:
+            node.start()
+        argv = ["redis-cli", "--cluster", "create", *[f"127.0.0.1:{n.port}" for n in self.nodes]]
+        subprocess.run([*argv, "--cluster-replicas", "0", "--cluster-yes"], check=True, capture_output=True)
+        wait_until(lambda: all(self._state_ok(node) for node in self.nodes), 30, "the cluster to be ok")
+        return self
+
+    @staticmethod
+    def _state_ok(node: RedisServer) -> bool:
+        info = node.client().execute_command("CLUSTER", "INFO")
+        return "cluster_state:ok" in str(info)
+
+    def stop(self) -> None:
+        for node in self.nodes:
+            node.stop()
 
 
 class RpcServer(Process):

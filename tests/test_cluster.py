@@ -1,0 +1,82 @@
+"""The store, the RPC server and the HTTP API unchanged on a real 3-master
+Redis Cluster (REDIS_CLUSTER_NODES): every chat's keys share one hash tag,
+so its script runs on one shard, and chats spread over all shards."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from rpc_server.chat_id import parse_chat
+from rpc_server.store import MessageStore, connect_redis
+from tests.conftest import Api
+from tests.servers import HttpServer, RedisCluster, RpcServer
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisCluster]:
+    c = RedisCluster(tmp_path_factory.mktemp("cluster"))
+    try:
+        yield c.start()
+    finally:
+        c.stop()
+
+
+@pytest.fixture(scope="module")
+def cluster_api(cluster: RedisCluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]:
+    directory = tmp_path_factory.mktemp("cluster-stack")
+    rpc = RpcServer(directory, "redis://unused:1/0", REDIS_CLUSTER_NODES=cluster.addresses)
+    rpc.start()
+    http = HttpServer(directory, rpc.port)
+    http.start()
+    try:
+        yield Api(http.url)
+    finally:
+        http.stop()
+        rpc.stop()
+
+
+def _store(cluster: RedisCluster) -> MessageStore:
+    return MessageStore(connect_redis("", 1.0, 8, 0.5, cluster.addresses), idempotency_ttl_s=60)
+
+
+def test_chats_spread_over_every_shard(cluster: RedisCluster) -> None:
+    store = _store(cluster)
+    tag = uuid.uuid4().hex[:6]
+    for i in range(60):
+        chat = parse_chat(f"u{i}-{tag}:v{i}-{tag}")
+        assert store.append(chat, chat.first, "hello", key=f"k{i}") > 0  # the key's record shares the slot
+        assert [m.text for m in store.read(chat, 0, 10, reverse=False).items] == ["hello"]
+    sizes = [node.client().dbsize() for node in cluster.nodes]
+    assert all(size > 0 for size in sizes), sizes
+
+
+def test_scripts_are_loaded_again_after_a_flush(cluster: RedisCluster) -> None:
+    store = _store(cluster)
+    chat = parse_chat(f"flush-{uuid.uuid4().hex[:6]}:x")
+    store.append(chat, chat.first, "before")
+    for node in cluster.nodes:
+        node.client().script_flush()
+    store.append(chat, chat.first, "after")  # NOSCRIPT: loaded again, run once
+    assert [m.text for m in store.read(chat, 0, 10, reverse=False).items] == ["before", "after"]
+
+
+def test_the_api_works_unchanged_on_the_cluster(cluster_api: Api) -> None:
+    tag = uuid.uuid4().hex[:6]
+    chats = [f"a{i}-{tag}:b{i}-{tag}" for i in range(20)]
+    sent: dict[str, list[int]] = {}
+    for chat in chats:
+        a, b = chat.split(":")
+        sent[chat] = [cluster_api.send_ok(chat, f"m{n}", (a, b)[n % 2]) for n in range(7)]
+    for chat in chats:
+        assert [m["send_time"] for m in cluster_api.pull_all(chat, limit=3)] == sent[chat]
+        newest: Any = cluster_api.pull_all(chat, reverse=True, limit=2)
+        assert [m["send_time"] for m in newest] == sent[chat][::-1]
+    key = uuid.uuid4().hex
+    first = cluster_api.send(chats[0], "once", chats[0].split(":")[0], key=key)
+    again = cluster_api.send(chats[0], "once", chats[0].split(":")[0], key=key)
+    assert first.json() == again.json()
+    assert cluster_api.session.get(cluster_api.base_url + "/healthz").json()["storage"] == "ok"

@@ -16,6 +16,8 @@ from dataclasses import dataclass, fields
 class Config:
     host: str = "0.0.0.0"
     port: int = 8888
+    workers: int = 0
+    reuse_port: int = 0
     redis_url: str = "redis://127.0.0.1:6379/0"
     redis_cluster_nodes: str = ""
     redis_timeout_ms: int = 300
@@ -41,6 +43,8 @@ class Config:
 _SOURCES = {
     "host": ("RPC_HOST", "address to listen on"),
     "port": ("RPC_PORT", "port to listen on"),
+    "workers": ("RPC_WORKERS", "server processes sharing the port (0: the CPUs available, cgroup quota included)"),
+    "reuse_port": ("RPC_REUSE_PORT", "1: bind with SO_REUSEPORT (set for each of the --workers processes)"),
     "redis_url": ("REDIS_URL", "Redis to store messages in"),
     "redis_cluster_nodes": ("REDIS_CLUSTER_NODES", "host:port,... of a Redis Cluster (then REDIS_URL is unused)"),
     "redis_timeout_ms": ("REDIS_TIMEOUT_MS", "Redis connect and command timeout"),
@@ -64,6 +68,11 @@ _SOURCES = {
     "log_level": ("LOG_LEVEL", "DEBUG, INFO, WARNING or ERROR"),
     "log_requests": ("LOG_REQUESTS", "1: a JSON log line per call; 0: none"),
 }
+
+
+def environment(cfg: Config) -> dict[str, str]:
+    """`cfg` as the environment variables that load() reads back."""
+    return {_SOURCES[f.name][0]: str(getattr(cfg, f.name)) for f in fields(Config)}
 
 
 def load(argv: Sequence[str] | None = None, environ: Mapping[str, str] = os.environ) -> Config:

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 import time
 
-from prometheus_client import Counter, Gauge, Histogram, start_http_server
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, multiprocess, start_http_server
 from pythonjsonlogger.json import JsonFormatter
 
 CALLS = Counter("rpc_calls_total", "Thrift calls answered, by method and Code", ["method", "code"])
@@ -23,8 +24,8 @@ LATENCY = Histogram(
     ["method"],
     buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
 )
-IN_FLIGHT = Gauge("rpc_calls_in_flight", "Thrift calls being answered")
-CONNECTIONS = Gauge("rpc_connections_open", "Open Thrift connections")
+IN_FLIGHT = Gauge("rpc_calls_in_flight", "Thrift calls being answered", multiprocess_mode="livesum")
+CONNECTIONS = Gauge("rpc_connections_open", "Open Thrift connections", multiprocess_mode="livesum")
 REFUSED = Counter("rpc_connections_closed_on_error_total", "Connections closed for bad input, by reason", ["reason"])
 REDIS_ERRORS = Counter("redis_errors_total", "Failed Redis calls, by kind", ["kind"])
 
@@ -37,7 +38,8 @@ class CallLog:
     def write(self, **fields: object) -> None:
         now = time.time()
         stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(now)) + f",{int(now % 1 * 1000):03d}"
-        sys.stderr.write(json.dumps({"asctime": stamp, "level": "INFO", "name": "rpc_server.calls", **fields}) + "\n")
+        line = {"asctime": stamp, "level": "INFO", "name": "rpc_server.calls", "pid": os.getpid(), **fields}
+        sys.stderr.write(json.dumps(line) + "\n")
 
 
 call_log = CallLog()
@@ -73,6 +75,18 @@ def configure_logging(level: str, log_calls: bool) -> None:
 
 
 def serve_metrics(host: str, port: int) -> None:
-    """Expose /metrics on `port` (0: not at all)."""
-    if port:
+    """Expose /metrics on `port` (0: not at all); with --workers, the sum of
+    all workers' metrics (PROMETHEUS_MULTIPROC_DIR)."""
+    if not port:
+        return
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+        start_http_server(port, addr=host, registry=registry)
+    else:
         start_http_server(port, addr=host)
+
+
+def mark_worker_dead(pid: int) -> None:
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        multiprocess.mark_process_dead(pid)

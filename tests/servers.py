@@ -161,7 +161,7 @@ class RpcServer(Process):
         self.port = port or free_port()
         self.metrics_port = free_port()
         argv = [sys.executable, "-m", "rpc_server", "--host", "127.0.0.1", "--port", str(self.port)]
-        argv += ["--metrics-port", str(self.metrics_port)]
+        argv += ["--metrics-port", str(self.metrics_port), "--workers", env.pop("RPC_WORKERS", "1")]
         super().__init__("rpc_server", argv, directory / f"rpc-{self.port}.log", {"REDIS_URL": redis_url, **env})
 
     def start(self) -> None:

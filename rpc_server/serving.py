@@ -1,0 +1,85 @@
+"""One server process: Redis client, store, service and Thrift server wired
+together, serving until SIGTERM/SIGINT, then stopping gracefully."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+
+import gevent
+from gevent.event import Event
+
+import idl
+from rpc_server.config import Config
+from rpc_server.message_check import Limits
+from rpc_server.observability import serve_metrics
+from rpc_server.server import ThriftServer
+from rpc_server.service import IMService
+from rpc_server.store import MessageStore, connect_redis
+
+log = logging.getLogger("rpc_server")
+
+
+def serve(cfg: Config) -> int:
+    rpc = idl.load_rpc()
+    client = connect_redis(
+        cfg.redis_url,
+        cfg.redis_timeout_ms / 1000,
+        cfg.redis_pool_size,
+        cfg.redis_pool_wait_ms / 1000,
+        cfg.redis_cluster_nodes,
+    )
+    store = MessageStore(
+        client, cfg.idempotency_ttl_s, cfg.rate_limit_per_s, cfg.rate_limit_burst, cfg.redis_pipeline_lanes
+    )
+    service = IMService(rpc, store, cfg.max_text_chars, cfg.max_pull_limit)
+    limits = Limits(max_bytes=cfg.max_message_bytes, max_string=cfg.max_message_bytes)
+    server = ThriftServer(
+        rpc,
+        service,
+        cfg.host,
+        cfg.port,
+        cfg.max_connections,
+        cfg.idle_timeout_s,
+        cfg.message_timeout_s,
+        limits,
+        reuse_port=bool(cfg.reuse_port),
+    )
+    serve_metrics(cfg.host, cfg.metrics_port)  # first: an open Thrift port means fully started
+    server.start()
+    log.info(
+        "IMService listening on %s:%d (Redis %s, metrics :%d)",
+        *server.address,
+        cfg.redis_cluster_nodes or _redacted(cfg.redis_url),
+        cfg.metrics_port,
+    )
+    try:
+        store.ping()
+    except Exception as e:
+        log.warning("Redis not reachable yet (%s); answering 503 until it is", e)
+
+    stopping = Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        gevent.signal_handler(sig, stopping.set)
+    supervisor = os.environ.get("RPC_SUPERVISOR_PID")  # set by rpc_server.supervisor for its workers
+    if supervisor:
+        # Its pid, not our parent's at this moment: it may already be gone.
+        gevent.spawn(_stop_when_orphaned, int(supervisor), stopping)
+    stopping.wait()
+    log.info("stopping: finishing calls in flight (at most %.0f s)", cfg.shutdown_grace_s)
+    server.stop(cfg.shutdown_grace_s)
+    log.info("stopped")
+    return 0
+
+
+def _stop_when_orphaned(parent: int, stopping: Event) -> None:
+    while os.getppid() == parent:
+        gevent.sleep(1)
+    log.warning("the supervisor (pid %d) is gone; stopping", parent)
+    stopping.set()
+
+
+def _redacted(url: str) -> str:
+    scheme, sep, rest = url.partition("://")
+    return f"{scheme}{sep}{rest.rpartition('@')[2]}" if sep else url

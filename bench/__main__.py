@@ -4,7 +4,8 @@
     python -m bench --http-url http://127.0.0.1:8080 --rpc-addr 127.0.0.1:8888 --redis-url redis://...
 
 Without targets it starts its own stack on free ports with the shipped
-settings (deploy/redis.conf, gunicorn_conf, the servers' defaults). With
+settings, as scripts/run.sh runs them on one machine (deploy/redis.conf,
+gunicorn_conf, the servers' defaults, one RPC worker). With
 them it measures a running stack; --redis-url is only used to load the big
 chats and to read the persistence settings, and that Redis gets bench-*
 chats written to it. Prints a table with ratios and writes results.json,
@@ -375,7 +376,8 @@ def main() -> int:
 
             directory = Path(cleanup.enter_context(tempfile.TemporaryDirectory(prefix="bench-")))
             print("starting redis-server, rpc_server and gunicorn on free ports ...", flush=True)
-            stack = Stack(directory).start()
+            # The stack as scripts/run.sh starts it: all tiers on this machine, one RPC worker.
+            stack = Stack(directory, rpc_workers="1").start()
             cleanup.callback(stack.stop)
             http_url, rpc_addr, redis_url = stack.http.url, f"127.0.0.1:{stack.rpc.port}", stack.redis.url
         bench = Bench(http_url, rpc_addr, redis_url, 2.0 if args.quick else args.duration, args.out)

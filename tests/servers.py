@@ -206,9 +206,10 @@ class HttpServer(Process):
 class Stack:
     """Redis, an RPC server and gunicorn, wired together."""
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, rpc_workers: str = "1") -> None:
+        """`rpc_workers` "0": the production default (the CPUs available)."""
         self.redis = RedisServer(directory / "redis")
-        self.rpc = RpcServer(directory, self.redis.url)
+        self.rpc = RpcServer(directory, self.redis.url, RPC_WORKERS=rpc_workers)
         self.http = HttpServer(directory, self.rpc.port)
 
     def start(self) -> Stack:

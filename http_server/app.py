@@ -7,7 +7,7 @@ from __future__ import annotations
 import falcon
 
 import idl
-from http_server import config
+from http_server import config, endpoints
 from http_server.errors import handle_unexpected, serialize_error
 from http_server.logs import configure_logging
 from http_server.resources import Health, MessageService, OpenApiSpec, Ping, Pull, Send
@@ -34,9 +34,10 @@ def get_app() -> falcon.App[falcon.Request, falcon.Response]:
     cfg = config.load([])
     configure_logging(cfg.log_level, bool(cfg.log_requests))
     rpc = idl.load_rpc()
+    source = endpoints.dns(cfg.rpc_dns) if cfg.rpc_dns else endpoints.static(cfg.rpc_addr)
     pool = RpcClientPool(
         rpc.IMService,
-        cfg.rpc_endpoints,
+        endpoints.Endpoints(source, cfg.rpc_dns_refresh_s if cfg.rpc_dns else float("inf"), cfg.rpc_eject_s),
         cfg.rpc_pool_size,
         cfg.rpc_connect_timeout_ms / 1000,
         cfg.rpc_timeout_ms / 1000,

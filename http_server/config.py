@@ -28,6 +28,9 @@ class Config:
     workers: int = _available_cpus()
     worker_connections: int = 1000
     rpc_addr: str = "127.0.0.1:8888"
+    rpc_dns: str = ""
+    rpc_dns_refresh_s: float = 5.0
+    rpc_eject_s: float = 5.0
     rpc_timeout_ms: int = 1000
     rpc_connect_timeout_ms: int = 250
     rpc_pool_size: int = 64
@@ -37,15 +40,6 @@ class Config:
     log_level: str = "INFO"
     log_requests: int = 1
 
-    @property
-    def rpc_endpoints(self) -> list[tuple[str, int]]:
-        """RPC_ADDR: one host:port, or several separated by commas."""
-        endpoints = []
-        for address in self.rpc_addr.split(","):
-            host, _, port = address.strip().rpartition(":")
-            endpoints.append((host.strip("[]") or "127.0.0.1", int(port)))
-        return endpoints
-
 
 # field -> (environment variable, help)
 _SOURCES = {
@@ -54,6 +48,9 @@ _SOURCES = {
     "workers": ("HTTP_WORKERS", "gunicorn worker processes (default: available CPUs)"),
     "worker_connections": ("HTTP_WORKER_CONNECTIONS", "concurrent clients per worker"),
     "rpc_addr": ("RPC_ADDR", "host:port of the RPC server; several, comma-separated, are used in turn"),
+    "rpc_dns": ("RPC_DNS", "name:port: the RPC servers are every A/AAAA record of name (then RPC_ADDR is unused)"),
+    "rpc_dns_refresh_s": ("RPC_DNS_REFRESH_S", "how often RPC_DNS is resolved again"),
+    "rpc_eject_s": ("RPC_EJECT_S", "how long an RPC endpoint that refused a connect is skipped"),
     "rpc_timeout_ms": ("RPC_TIMEOUT_MS", "total deadline of one RPC call"),
     "rpc_connect_timeout_ms": ("RPC_CONNECT_TIMEOUT_MS", "deadline to connect to the RPC server"),
     "rpc_pool_size": ("RPC_POOL_SIZE", "RPC connections per worker"),
@@ -80,7 +77,9 @@ def parser(environ: Mapping[str, str] = os.environ) -> argparse.ArgumentParser:
 
 def load(argv: Sequence[str] | None = None, environ: Mapping[str, str] = os.environ) -> Config:
     cfg = Config(**vars(parser(environ).parse_args(argv)))
-    cfg.rpc_endpoints  # noqa: B018 - fail at start-up, not on the first request
+    if not cfg.rpc_dns:
+        for address in cfg.rpc_addr.split(","):
+            int(address.rpartition(":")[2])  # a bad RPC_ADDR fails at start-up, not on the first request
     return cfg
 
 

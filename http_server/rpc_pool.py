@@ -30,6 +30,8 @@ from thriftpy2.protocol.exc import TProtocolException
 from thriftpy2.thrift import TApplicationException, TClient, TDecodeException, TMessageType
 from thriftpy2.transport import TCyBufferedTransport, TSocket, TTransportException
 
+from http_server.endpoints import Endpoints
+
 
 class RpcUnavailable(Exception):
     """The RPC server could not answer: down, overloaded or too slow.
@@ -100,14 +102,13 @@ class RpcClientPool:
     def __init__(
         self,
         service: Any,
-        endpoints: list[tuple[str, int]],
+        endpoints: Endpoints,
         size: int,
         connect_timeout_s: float,
         call_timeout_s: float,
     ) -> None:
         self._service = service
         self._endpoints = endpoints
-        self._next_endpoint = 0
         self._connect_timeout_s = connect_timeout_s
         self._call_timeout_s = call_timeout_s
         self._slots = BoundedSemaphore(size)
@@ -157,16 +158,21 @@ class RpcClientPool:
         return self._connect()
 
     def _connect(self) -> _Connection:
-        """Connect to the next endpoint; on failure try the others (at least
-        twice in all): nothing was sent yet, so this retry is always safe."""
-        count = len(self._endpoints)
-        first, self._next_endpoint = self._next_endpoint, (self._next_endpoint + 1) % count  # spread the load
-        attempts = max(2, count)
-        for attempt in range(attempts):
-            host, port = self._endpoints[(first + attempt) % count]  # this call's own order: each one once
+        """Connect to the next endpoint; on failure try the others (a single
+        one twice): nothing was sent yet, so this retry is always safe."""
+        order = self._endpoints.order()
+        if not order:
+            raise TTransportException(TTransportException.NOT_OPEN, "no RPC endpoint known")
+        if len(order) == 1:
+            order = order * 2
+        for attempt, endpoint in enumerate(order):
             try:
-                return _Connection(self._service, host, port, self._connect_timeout_s, self._call_timeout_s)
+                connection = _Connection(self._service, *endpoint, self._connect_timeout_s, self._call_timeout_s)
             except TTransportException:
-                if attempt == attempts - 1:
+                self._endpoints.failed(endpoint)
+                if attempt == len(order) - 1:
                     raise
+                continue
+            self._endpoints.succeeded(endpoint)
+            return connection
         raise AssertionError("unreachable")

@@ -1,0 +1,105 @@
+"""Where the RPC servers are, and which one a new connection should try.
+
+Sources: a static list (RPC_ADDR="h1:8888,h2:8888"), or DNS (RPC_DNS=
+"name:port": every A/AAAA record of the name, re-resolved every
+RPC_DNS_REFRESH_S seconds, as a Kubernetes headless service publishes its
+pods). New connections go round-robin over the healthy endpoints. An
+endpoint that refuses or times out a connect is ejected for RPC_EJECT_S
+seconds, then probed back in: the next connect may try it again, and a
+success makes it healthy. If every endpoint is ejected, they are all tried
+anyway: being wrong about an outage costs less than refusing to look.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import time
+from collections.abc import Callable
+
+from prometheus_client import Gauge
+
+log = logging.getLogger(__name__)
+
+Endpoint = tuple[str, int]
+
+EJECTED = Gauge(
+    "rpc_client_endpoints_ejected", "RPC endpoints ejected after a connect failure", multiprocess_mode="max"
+)
+
+
+def static(addresses: str) -> Callable[[], list[Endpoint]]:
+    endpoints = []
+    for address in addresses.split(","):
+        host, _, port = address.strip().rpartition(":")
+        endpoints.append((host.strip("[]") or "127.0.0.1", int(port)))
+    return lambda: endpoints
+
+
+def dns(name_and_port: str) -> Callable[[], list[Endpoint]]:
+    name, _, port = name_and_port.rpartition(":")
+
+    def resolve() -> list[Endpoint]:
+        records = socket.getaddrinfo(name, int(port), type=socket.SOCK_STREAM)
+        return sorted({(str(record[4][0]), int(record[4][1])) for record in records})
+
+    return resolve
+
+
+class Endpoints:
+    def __init__(
+        self,
+        source: Callable[[], list[Endpoint]],
+        refresh_s: float,
+        eject_s: float,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._source = source
+        self._clock = clock
+        self._refresh_s = refresh_s
+        self._eject_s = eject_s
+        self._endpoints: list[Endpoint] = []
+        self._resolved_at = float("-inf")
+        self._ejected_until: dict[Endpoint, float] = {}
+        self._next = 0
+
+    def order(self) -> list[Endpoint]:
+        """Every endpoint, to try in this order: healthy ones round-robin
+        (starting one further each call), then ejected ones whose probe time
+        has come, then the rest."""
+        now = self._clock()
+        self._refresh(now)
+        count = len(self._endpoints)
+        if not count:
+            return []
+        start, self._next = self._next % count, self._next + 1
+        rotated = self._endpoints[start:] + self._endpoints[:start]
+        healthy = [e for e in rotated if self._ejected_until.get(e, 0) <= now]
+        ejected = sorted((e for e in rotated if e not in healthy), key=lambda e: self._ejected_until[e])
+        return healthy + ejected
+
+    def failed(self, endpoint: Endpoint) -> None:
+        if endpoint not in self._ejected_until:
+            log.warning("ejecting RPC endpoint %s:%d for %.0f s after a connect failure", *endpoint, self._eject_s)
+        self._ejected_until[endpoint] = self._clock() + self._eject_s
+        EJECTED.set(len(self._ejected_until))
+
+    def succeeded(self, endpoint: Endpoint) -> None:
+        if self._ejected_until.pop(endpoint, None) is not None:
+            log.info("RPC endpoint %s:%d is back", *endpoint)
+            EJECTED.set(len(self._ejected_until))
+
+    def _refresh(self, now: float) -> None:
+        if now - self._resolved_at < self._refresh_s:
+            return
+        self._resolved_at = now
+        try:
+            endpoints = self._source()
+        except OSError as e:  # DNS down: keep what we had
+            log.warning("cannot resolve the RPC endpoints (%s); keeping %d known", e, len(self._endpoints))
+            return
+        if endpoints != self._endpoints:
+            log.info("RPC endpoints: %s", ", ".join(f"{h}:{p}" for h, p in endpoints) or "none")
+        self._endpoints = endpoints
+        for gone in set(self._ejected_until) - set(endpoints):
+            del self._ejected_until[gone]

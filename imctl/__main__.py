@@ -64,6 +64,12 @@ def cmd_tail(client: Client, args: argparse.Namespace) -> None:
             time.sleep(args.interval)
 
 
+def cmd_health(client: Client, args: argparse.Namespace) -> None:
+    """Exit 0 if ready, 1 (with the reason on stderr) if not: a container probe."""
+    result = client.health()
+    print(json.dumps(result) if args.json else f"ready: {', '.join(f'{k} {v}' for k, v in result.items())}")
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="imctl", description="Command-line client of the IM backend.")
     p.add_argument(
@@ -102,6 +108,9 @@ def parser() -> argparse.ArgumentParser:
     tail.add_argument("--interval", type=float, default=1.0, help="seconds between polls")
     tail.add_argument("--count", type=int, help="exit after this many new messages")
     tail.set_defaults(run=cmd_tail)
+
+    health = commands.add_parser("health", help="is the service ready? (exit 0: yes; usable as a probe)")
+    health.set_defaults(run=cmd_health)
     return p
 
 

@@ -30,6 +30,8 @@ class Client(Protocol):
 
     def pull(self, chat: str, cursor: int = 0, limit: int = 0, reverse: bool = False) -> dict[str, Any]: ...
 
+    def health(self) -> dict[str, Any]: ...
+
     def close(self) -> None: ...
 
 
@@ -48,6 +50,10 @@ class HttpClient:
     def pull(self, chat: str, cursor: int = 0, limit: int = 0, reverse: bool = False) -> dict[str, Any]:
         query = urllib.parse.urlencode({"chat": chat, "cursor": cursor, "limit": limit, "reverse": str(reverse)})
         return self._call(urllib.request.Request(f"{self._base_url}/api/pull?{query}"))
+
+    def health(self) -> dict[str, Any]:
+        """The HTTP server's readiness (it asks the RPC server, which asks Redis)."""
+        return self._call(urllib.request.Request(f"{self._base_url}/healthz"))
 
     def close(self) -> None:
         pass
@@ -99,6 +105,11 @@ class ThriftClient:
             "has_more": bool(page.HasMore),
             "next_cursor": page.NextCursor or 0,
         }
+
+    def health(self) -> dict[str, Any]:
+        """The RPC server's readiness (it asks Redis)."""
+        answer = self._call("Health", self._rpc.HealthRequest())
+        return {"status": "ok", "storage": answer.Storage}
 
     def close(self) -> None:
         self._socket.close()

@@ -118,3 +118,17 @@ def _read_lines(process: subprocess.Popen[bytes], count: int, timeout: float) ->
             assert chunk, f"the process ended after printing {data!r}"
             data += chunk
     return data
+
+
+@pytest.mark.parametrize("rpc", [False, True], ids=["http", "rpc"])
+def test_health_is_a_probe(stack: Stack, rpc: bool) -> None:
+    result = imctl(stack, "health", rpc=rpc)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("ready:") and "storage ok" in result.stdout
+
+
+def test_health_fails_when_nothing_answers() -> None:
+    from tests.servers import free_port
+
+    result = subprocess.run([IMCTL, "--rpc", f"127.0.0.1:{free_port()}", "health"], capture_output=True, text=True)
+    assert result.returncode == 1 and "error 503" in result.stderr

@@ -1,0 +1,87 @@
+"""Deployment files, validated statically (no Docker engine or Kubernetes
+cluster runs here): the compose file against the compose-spec schema, the
+manifests against Kubernetes 1.34's schemas (strict), and the invariants
+we rely on."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.servers import ROOT
+
+BIN = Path(sys.executable).parent
+K8S = sorted((ROOT / "deploy" / "k8s").glob("*.yaml"))
+
+
+def _compose() -> dict[str, Any]:
+    document: dict[str, Any] = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    return document
+
+
+def test_the_compose_file_validates_against_the_compose_spec() -> None:
+    argv = [str(BIN / "check-jsonschema"), "--builtin-schema", "vendor.compose-spec", str(ROOT / "docker-compose.yml")]
+    result = subprocess.run(argv, capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_compose_runs_two_rpc_replicas_found_by_dns_and_publishes_only_what_it_should() -> None:
+    services = _compose()["services"]
+    assert services["rpc-server"]["deploy"]["replicas"] == 2
+    assert "ports" not in services["rpc-server"]  # the RPC port stays inside the network
+    assert services["http-server"]["environment"]["RPC_DNS"] == "rpc-server:8888"
+    assert services["http-server"]["ports"] == ["8080:8080"]
+    assert services["http-server"]["depends_on"]["rpc-server"]["condition"] == "service_healthy"
+    assert services["redis"]["healthcheck"]["test"] == ["CMD", "redis-cli", "ping"]
+    assert "./deploy/redis.conf:/usr/local/etc/redis/redis.conf:ro" in services["redis"]["volumes"]
+
+
+@pytest.mark.parametrize("name", ["rpc-server", "http-server"])
+def test_dockerfiles_are_slim_non_root_locked_and_carry_the_idl(name: str) -> None:
+    text = (ROOT / "deploy" / "docker" / f"{name}.Dockerfile").read_text()
+    assert "FROM python:3.11-slim" in text
+    assert "USER 65534:65534" in text
+    assert "-c requirements.lock" in text
+    assert "COPY idl ./idl" in text
+    assert f"dockerfile: deploy/docker/{name}.Dockerfile" in (ROOT / "docker-compose.yml").read_text()
+
+
+def test_the_kubernetes_manifests_validate_strictly() -> None:
+    argv = [str(BIN / "kubernetes-validate"), "--strict", "-k", "1.34.0", *map(str, K8S)]
+    result = subprocess.run(argv, capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.count("passed") >= 13
+
+
+def _documents() -> list[dict[str, Any]]:
+    return [doc for path in K8S for doc in yaml.safe_load_all(path.read_text()) if doc]
+
+
+def test_the_cluster_config_map_keeps_our_redis_settings() -> None:
+    """deploy/redis.conf, less what a pod sets otherwise, must not drift."""
+    config_map = next(d for d in _documents() if d["kind"] == "ConfigMap" and d["metadata"]["name"] == "redis-config")
+    in_cluster = {line.strip() for line in config_map["data"]["redis.conf"].splitlines()}
+    for line in (ROOT / "deploy" / "redis.conf").read_text().splitlines():
+        line = line.strip()
+        if line and not line.startswith("#") and not line.startswith(("bind ", "protected-mode ")):
+            assert line in in_cluster, line
+
+
+def test_every_deployment_has_probes_resources_a_budget_and_an_autoscaler() -> None:
+    documents = _documents()
+    deployments = [d for d in documents if d["kind"] == "Deployment"]
+    assert {d["metadata"]["name"] for d in deployments} == {"http-server", "rpc-server"}
+    for deployment in deployments:
+        name = deployment["metadata"]["name"]
+        container = deployment["spec"]["template"]["spec"]["containers"][0]
+        assert {"readinessProbe", "livenessProbe", "resources"} <= set(container), name
+        assert {"requests", "limits"} <= set(container["resources"]), name
+        kinds = {d["kind"] for d in documents if d["metadata"]["name"] == name}
+        assert {"PodDisruptionBudget", "HorizontalPodAutoscaler"} <= kinds, name
+    rpc_service = next(d for d in documents if d["kind"] == "Service" and d["metadata"]["name"] == "rpc")
+    assert rpc_service["spec"]["clusterIP"] == "None"  # headless: the HTTP servers' RPC_DNS

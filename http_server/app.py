@@ -34,10 +34,15 @@ def get_app() -> falcon.App[falcon.Request, falcon.Response]:
     cfg = config.load([])
     configure_logging(cfg.log_level, bool(cfg.log_requests))
     rpc = idl.load_rpc()
-    source = endpoints.dns(cfg.rpc_dns) if cfg.rpc_dns else endpoints.static(cfg.rpc_addr)
+    if cfg.rpc_etcd:
+        source, refresh = endpoints.etcd(cfg.rpc_etcd, cfg.rpc_service_name), cfg.rpc_refresh_s
+    elif cfg.rpc_dns:
+        source, refresh = endpoints.dns(cfg.rpc_dns), cfg.rpc_refresh_s
+    else:
+        source, refresh = endpoints.static(cfg.rpc_addr), float("inf")
     pool = RpcClientPool(
         rpc.IMService,
-        endpoints.Endpoints(source, cfg.rpc_dns_refresh_s if cfg.rpc_dns else float("inf"), cfg.rpc_eject_s),
+        endpoints.Endpoints(source, refresh, cfg.rpc_eject_s),
         cfg.rpc_pool_size,
         cfg.rpc_connect_timeout_ms / 1000,
         cfg.rpc_timeout_ms / 1000,

@@ -29,7 +29,9 @@ class Config:
     worker_connections: int = 1000
     rpc_addr: str = "127.0.0.1:8888"
     rpc_dns: str = ""
-    rpc_dns_refresh_s: float = 5.0
+    rpc_etcd: str = ""
+    rpc_service_name: str = "demo.rpc.server"
+    rpc_refresh_s: float = 5.0
     rpc_eject_s: float = 5.0
     rpc_timeout_ms: int = 1000
     rpc_connect_timeout_ms: int = 250
@@ -49,7 +51,9 @@ _SOURCES = {
     "worker_connections": ("HTTP_WORKER_CONNECTIONS", "concurrent clients per worker"),
     "rpc_addr": ("RPC_ADDR", "host:port of the RPC server; several, comma-separated, are used in turn"),
     "rpc_dns": ("RPC_DNS", "name:port: the RPC servers are every A/AAAA record of name (then RPC_ADDR is unused)"),
-    "rpc_dns_refresh_s": ("RPC_DNS_REFRESH_S", "how often RPC_DNS is resolved again"),
+    "rpc_etcd": ("RPC_ETCD", "etcd holding the RPC servers' registrations (Kitex registry-etcd format)"),
+    "rpc_service_name": ("RPC_SERVICE_NAME", "the service name to look up in etcd"),
+    "rpc_refresh_s": ("RPC_REFRESH_S", "how often RPC_DNS or RPC_ETCD is read again"),
     "rpc_eject_s": ("RPC_EJECT_S", "how long an RPC endpoint that refused a connect is skipped"),
     "rpc_timeout_ms": ("RPC_TIMEOUT_MS", "total deadline of one RPC call"),
     "rpc_connect_timeout_ms": ("RPC_CONNECT_TIMEOUT_MS", "deadline to connect to the RPC server"),
@@ -77,7 +81,7 @@ def parser(environ: Mapping[str, str] = os.environ) -> argparse.ArgumentParser:
 
 def load(argv: Sequence[str] | None = None, environ: Mapping[str, str] = os.environ) -> Config:
     cfg = Config(**vars(parser(environ).parse_args(argv)))
-    if not cfg.rpc_dns:
+    if not (cfg.rpc_dns or cfg.rpc_etcd):
         for address in cfg.rpc_addr.split(","):
             int(address.rpartition(":")[2])  # a bad RPC_ADDR fails at start-up, not on the first request
     return cfg

@@ -1,9 +1,11 @@
 """Where the RPC servers are, and which one a new connection should try.
 
-Sources: a static list (RPC_ADDR="h1:8888,h2:8888"), or DNS (RPC_DNS=
-"name:port": every A/AAAA record of the name, re-resolved every
-RPC_DNS_REFRESH_S seconds, as a Kubernetes headless service publishes its
-pods). New connections go round-robin over the healthy endpoints. An
+Sources: a static list (RPC_ADDR="h1:8888,h2:8888"); DNS (RPC_DNS=
+"name:port": every A/AAAA record of the name, as a Kubernetes headless
+service publishes its pods); or etcd (RPC_ETCD: the servers registered the
+way Kitex's registry-etcd does, under kitex/registry-etcd/<service>/, so
+Kitex servers are found as well as ours). DNS and etcd are read again every
+RPC_REFRESH_S seconds. New connections go round-robin over the healthy endpoints. An
 endpoint that refuses or times out a connect is ejected for RPC_EJECT_S
 seconds, then probed back in: the next connect may try it again, and a
 success makes it healthy. If every endpoint is ejected, they are all tried
@@ -12,11 +14,14 @@ anyway: being wrong about an outage costs less than refusing to look.
 
 from __future__ import annotations
 
+import json
 import logging
 import socket
 import time
 from collections.abc import Callable
+from urllib.parse import urlsplit
 
+from etcd3gw.client import Etcd3Client
 from prometheus_client import Gauge
 
 log = logging.getLogger(__name__)
@@ -44,6 +49,28 @@ def dns(name_and_port: str) -> Callable[[], list[Endpoint]]:
         return sorted({(str(record[4][0]), int(record[4][1])) for record in records})
 
     return resolve
+
+
+def etcd(endpoints: str, service: str) -> Callable[[], list[Endpoint]]:
+    first = endpoints.split(",")[0].strip()
+    url = urlsplit(first if "://" in first else f"http://{first}")
+    client = Etcd3Client(host=url.hostname or "127.0.0.1", port=url.port or 2379, protocol=url.scheme, timeout=2)
+    prefix = f"kitex/registry-etcd/{service}/"
+
+    def registered() -> list[Endpoint]:
+        try:
+            entries = client.get_prefix(prefix)
+        except Exception as e:  # etcd3gw wraps transport errors in its own types
+            raise OSError(f"etcd: {e}") from e
+        found = []
+        for value, _ in entries:
+            info = json.loads(value)
+            if info.get("network", "tcp") == "tcp":
+                host, _, port = info["address"].rpartition(":")
+                found.append((host.strip("[]"), int(port)))
+        return sorted(set(found))
+
+    return registered
 
 
 class Endpoints:

@@ -35,6 +35,10 @@ class Config:
     rate_limit_per_s: float = 0.0
     rate_limit_burst: int = 10
     metrics_port: int = 8889
+    etcd_endpoints: str = ""
+    service_name: str = "demo.rpc.server"
+    advertise_addr: str = ""
+    etcd_lease_ttl_s: int = 60
     log_level: str = "INFO"
     log_requests: int = 1
 
@@ -65,6 +69,10 @@ _SOURCES = {
     "rate_limit_per_s": ("RATE_LIMIT_PER_S", "sends per second per sender, shared by replicas (0: off)"),
     "rate_limit_burst": ("RATE_LIMIT_BURST", "sends a sender may make at once before the rate applies"),
     "metrics_port": ("RPC_METRICS_PORT", "Prometheus /metrics port (0: off)"),
+    "etcd_endpoints": ("ETCD_ENDPOINTS", "register in this etcd, as Kitex's registry-etcd does (empty: don't)"),
+    "service_name": ("RPC_SERVICE_NAME", "the service name registered in etcd"),
+    "advertise_addr": ("RPC_ADVERTISE_ADDR", "host:port registered in etcd (default: this host's address)"),
+    "etcd_lease_ttl_s": ("ETCD_LEASE_TTL_S", "the registration's lease, kept alive while serving"),
     "log_level": ("LOG_LEVEL", "DEBUG, INFO, WARNING or ERROR"),
     "log_requests": ("LOG_REQUESTS", "1: a JSON log line per call; 0: none"),
 }

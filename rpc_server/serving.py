@@ -14,6 +14,7 @@ import idl
 from rpc_server.config import Config
 from rpc_server.message_check import Limits
 from rpc_server.observability import serve_metrics
+from rpc_server.registry import EtcdRegistration, advertised_address
 from rpc_server.server import ThriftServer
 from rpc_server.service import IMService
 from rpc_server.store import MessageStore, connect_redis
@@ -66,11 +67,24 @@ def serve(cfg: Config) -> int:
     if supervisor:
         # Its pid, not our parent's at this moment: it may already be gone.
         gevent.spawn(_stop_when_orphaned, int(supervisor), stopping)
+    registration = register(cfg)
     stopping.wait()
+    if registration is not None:
+        registration.stop()  # first, so that clients stop choosing this server
     log.info("stopping: finishing calls in flight (at most %.0f s)", cfg.shutdown_grace_s)
     server.stop(cfg.shutdown_grace_s)
     log.info("stopped")
     return 0
+
+
+def register(cfg: Config) -> EtcdRegistration | None:
+    """Register this server in etcd if ETCD_ENDPOINTS is set."""
+    if not cfg.etcd_endpoints:
+        return None
+    address = advertised_address(cfg.host, cfg.port, cfg.advertise_addr)
+    registration = EtcdRegistration(cfg.etcd_endpoints, cfg.service_name, address, cfg.etcd_lease_ttl_s)
+    registration.start()
+    return registration
 
 
 def _stop_when_orphaned(parent: int, stopping: Event) -> None:

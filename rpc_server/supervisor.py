@@ -23,6 +23,7 @@ from gevent.event import Event
 
 from rpc_server.config import Config, environment
 from rpc_server.observability import mark_worker_dead, serve_metrics
+from rpc_server.serving import register
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +32,7 @@ SUPERVISOR_PID = "RPC_SUPERVISOR_PID"  # set for the workers, not by users
 
 def supervise(cfg: Config, workers: int) -> int:
     env = {**os.environ, **environment(cfg), "RPC_WORKERS": "1", "RPC_REUSE_PORT": "1", "RPC_METRICS_PORT": "0"}
+    env["ETCD_ENDPOINTS"] = ""  # the supervisor registers the server once, not each worker
     env[SUPERVISOR_PID] = str(os.getpid())  # a worker stops when its supervisor is gone
     children: list[subprocess.Popen[bytes]] = []
 
@@ -42,6 +44,7 @@ def supervise(cfg: Config, workers: int) -> int:
     serve_metrics(cfg.host, cfg.metrics_port)
     log.info("supervising %d workers on %s:%d (metrics :%d)", workers, cfg.host, cfg.port, cfg.metrics_port)
 
+    registration = register(cfg)
     stopping = Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         gevent.signal_handler(sig, stopping.set)
@@ -52,6 +55,8 @@ def supervise(cfg: Config, workers: int) -> int:
             mark_worker_dead(child.pid)
             start()
 
+    if registration is not None:
+        registration.stop()
     log.info("stopping %d workers", len(children))
     for child in children:
         child.send_signal(signal.SIGTERM)

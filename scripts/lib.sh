@@ -50,6 +50,19 @@ ensure_thrift_compiler() {
     fi
 }
 
+# etcd, for the service-registration tests.
+ensure_etcd() {
+    command -v etcd >/dev/null && return
+    if command -v apt-get >/dev/null; then
+        apt_install etcd-server
+    elif command -v brew >/dev/null; then
+        brew install etcd
+    else
+        log "please install etcd and re-run"
+        exit 1
+    fi
+}
+
 # Node and npm, then the npm packages of postman/ (newman, openapi-to-postmanv2)
 # with `npm ci` from the committed package-lock.json, when it changed.
 ensure_node_packages() {

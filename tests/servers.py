@@ -156,6 +156,28 @@ class RedisCluster:
             node.stop()
 
 
+class EtcdServer(Process):
+    """A real etcd (Debian's etcd-server) on free ports."""
+
+    def __init__(self, directory: Path) -> None:
+        self.port, peer = free_port(), free_port()
+        directory.mkdir(parents=True, exist_ok=True)
+        peer_url = f"http://127.0.0.1:{peer}"
+        argv = ["etcd", "--data-dir", str(directory / "data"), "--name", "test"]
+        argv += ["--listen-client-urls", f"http://127.0.0.1:{self.port}", "--advertise-client-urls", self.url]
+        argv += ["--listen-peer-urls", peer_url, "--initial-advertise-peer-urls", peer_url]
+        argv += ["--initial-cluster", f"test={peer_url}"]
+        super().__init__("etcd", argv, directory / "etcd.log")
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        super().start()
+        self.wait_ready(lambda: requests.get(self.url + "/health", timeout=1).json()["health"] == "true")
+
+
 class RpcServer(Process):
     def __init__(self, directory: Path, redis_url: str, port: int | None = None, **env: str) -> None:
         self.port = port or free_port()

@@ -30,11 +30,12 @@ def test_the_compose_file_validates_against_the_compose_spec() -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_compose_runs_two_rpc_replicas_found_by_dns_and_publishes_only_what_it_should() -> None:
+def test_compose_runs_two_rpc_replicas_found_through_etcd_and_publishes_only_what_it_should() -> None:
     services = _compose()["services"]
     assert services["rpc-server"]["deploy"]["replicas"] == 2
     assert "ports" not in services["rpc-server"]  # the RPC port stays inside the network
-    assert services["http-server"]["environment"]["RPC_DNS"] == "rpc-server:8888"
+    assert services["rpc-server"]["environment"]["ETCD_ENDPOINTS"] == "http://etcd:2379"
+    assert services["http-server"]["environment"]["RPC_ETCD"] == "http://etcd:2379"
     assert services["http-server"]["ports"] == ["8080:8080"]
     assert services["http-server"]["depends_on"]["rpc-server"]["condition"] == "service_healthy"
     assert services["redis"]["healthcheck"]["test"] == ["CMD", "redis-cli", "ping"]

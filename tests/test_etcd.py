@@ -1,0 +1,98 @@
+"""Service registration and discovery through a real etcd, in Kitex's
+registry-etcd format, so that Kitex clients find our servers and our HTTP
+server finds any server registered that way."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from etcd3gw.client import Etcd3Client
+
+from tests.conftest import Api
+from tests.load import SendLoad
+from tests.servers import EtcdServer, HttpServer, RpcServer, Stack, signal, wait_until
+
+PREFIX = "kitex/registry-etcd/demo.rpc.server/"
+
+
+@pytest.fixture(scope="module")
+def etcd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EtcdServer]:
+    server = EtcdServer(tmp_path_factory.mktemp("etcd"))
+    server.start()
+    yield server
+    server.stop()
+
+
+def _registered(etcd: EtcdServer) -> dict[str, tuple[str, str]]:
+    """key -> (value, lease id)."""
+    client = Etcd3Client(host="127.0.0.1", port=etcd.port)
+    return {meta["key"].decode(): (value.decode(), meta.get("lease", "0")) for value, meta in client.get_prefix(PREFIX)}
+
+
+def _rpc(tmp_path: Path, stack: Stack, etcd: EtcdServer, **env: str) -> RpcServer:
+    server = RpcServer(tmp_path, stack.redis.url, ETCD_ENDPOINTS=etcd.url, **env)
+    server.env["RPC_ADVERTISE_ADDR"] = f"127.0.0.1:{server.port}"
+    return server
+
+
+def test_registration_is_kitex_registry_etcd_exactly(tmp_path: Path, stack: Stack, etcd: EtcdServer) -> None:
+    server = _rpc(tmp_path, stack, etcd)
+    server.start()
+    key = f"{PREFIX}127.0.0.1:{server.port}"
+    try:
+        wait_until(lambda: key in _registered(etcd), 15, "the registration")
+        value, lease = _registered(etcd)[key]
+        # Go's encoding/json output for Kitex's registry info: no spaces, this field order.
+        assert value == f'{{"network":"tcp","address":"127.0.0.1:{server.port}","weight":10,"tags":{{}}}}'
+        assert json.loads(value)["weight"] == 10
+        client = Etcd3Client(host="127.0.0.1", port=etcd.port)
+        ttl = client.post(client.get_url("/kv/lease/timetolive"), json={"ID": lease})
+        assert 0 < int(ttl["TTL"]) <= 60 and int(ttl["grantedTTL"]) == 60
+    finally:
+        server.stop()
+    assert key not in _registered(etcd)  # revoked on shutdown, not left to expire
+
+
+def test_one_registration_for_a_server_with_workers(tmp_path: Path, stack: Stack, etcd: EtcdServer) -> None:
+    server = _rpc(tmp_path, stack, etcd, RPC_WORKERS="2")
+    server.start()
+    try:
+        wait_until(lambda: f"{PREFIX}127.0.0.1:{server.port}" in _registered(etcd), 15, "the registration")
+        assert [k for k in _registered(etcd) if k.endswith(f":{server.port}")] == [f"{PREFIX}127.0.0.1:{server.port}"]
+    finally:
+        server.stop()
+
+
+@pytest.mark.fault
+def test_the_http_server_finds_replicas_in_etcd_and_survives_losing_one(
+    tmp_path: Path, stack: Stack, etcd: EtcdServer
+) -> None:
+    survivor, victim = _rpc(tmp_path, stack, etcd), _rpc(tmp_path, stack, etcd)
+    survivor.start()
+    victim.start()
+    wait_until(
+        lambda: (
+            len([k for k in _registered(etcd) if k.rsplit(":", 1)[1] in {str(survivor.port), str(victim.port)}]) == 2
+        ),
+        15,
+        "both registrations",
+    )
+    http = HttpServer(tmp_path, survivor.port, RPC_ETCD=etcd.url, RPC_REFRESH_S="1")
+    http.start()
+    try:
+        with SendLoad(http.url, "etcd-a:etcd-b") as load:
+            load.wait_for_acks(200)
+            victim.stop(signal.SIGKILL)  # its key stays until the lease expires: ejection covers that
+            load.wait_for_acks(200)
+            errors_after_the_kill = sum(load.errors.values())
+            load.wait_for_acks(400)
+            assert sum(load.errors.values()) == errors_after_the_kill
+        outcome = load.verify(Api(http.url))
+        print(f"\netcd replica kill -9: {outcome}")
+        assert set(load.errors) <= {"http 503"}
+    finally:
+        http.stop()
+        survivor.stop()

@@ -8,7 +8,5 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$ROOT"
 ensure_venv dev
 ensure_redis
-if ! command -v wrk >/dev/null; then
-    if command -v apt-get >/dev/null; then apt_install wrk; else brew install wrk; fi
-fi
+ensure_tool wrk wrk wrk
 exec "$PY" -m bench "$@"

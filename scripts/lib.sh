@@ -23,45 +23,31 @@ apt_install() {
     as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null
 }
 
-# redis-server (and redis-cli) from the OS package manager, if missing.
-ensure_redis() {
-    command -v redis-server >/dev/null && command -v redis-cli >/dev/null && return
+# ensure_tool COMMAND APT_PACKAGE BREW_FORMULA: install COMMAND if missing.
+ensure_tool() {
+    command -v "$1" >/dev/null && return
     if command -v apt-get >/dev/null; then
-        apt_install redis-server
+        apt_install "$2"
     elif command -v brew >/dev/null; then
-        log "installing redis (brew)"
-        brew install redis
+        log "installing $3 (brew)"
+        brew install "$3"
     else
-        log "please install redis-server (7.0 or newer) and re-run"
+        log "please install $1 ($2) and re-run"
         exit 1
     fi
+}
+
+# redis-server and redis-cli (Redis 7 or newer).
+ensure_redis() {
+    ensure_tool redis-server redis-server redis
+    ensure_tool redis-cli redis-tools redis
 }
 
 # The Apache Thrift compiler, for the interop test's generated stubs.
-ensure_thrift_compiler() {
-    command -v thrift >/dev/null && return
-    if command -v apt-get >/dev/null; then
-        apt_install thrift-compiler
-    elif command -v brew >/dev/null; then
-        brew install thrift
-    else
-        log "please install the Apache Thrift compiler (thrift) and re-run"
-        exit 1
-    fi
-}
+ensure_thrift_compiler() { ensure_tool thrift thrift-compiler thrift; }
 
 # etcd, for the service-registration tests.
-ensure_etcd() {
-    command -v etcd >/dev/null && return
-    if command -v apt-get >/dev/null; then
-        apt_install etcd-server
-    elif command -v brew >/dev/null; then
-        brew install etcd
-    else
-        log "please install etcd and re-run"
-        exit 1
-    fi
-}
+ensure_etcd() { ensure_tool etcd etcd-server etcd; }
 
 # Node and npm, then the npm packages of postman/ (newman, openapi-to-postmanv2)
 # with `npm ci` from the committed package-lock.json, when it changed.

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import threading
 from collections import Counter
+from collections.abc import Callable
 from typing import Any
 
 import requests
@@ -52,6 +53,15 @@ class SendLoad:
     def wait_for_errors(self, count: int, timeout: float = 30) -> None:
         target = sum(self.errors.values()) + count
         wait_until(lambda: sum(self.errors.values()) >= target, timeout, f"{count} more errors")
+
+    def errors_stop_after(self, fault: Callable[[], object]) -> None:
+        """Inject `fault` under load: the calls in flight may fail, then none may."""
+        self.wait_for_acks(200)
+        fault()
+        self.wait_for_acks(200)  # the calls in flight at the fault have failed by now
+        errors_after_the_fault = sum(self.errors.values())
+        self.wait_for_acks(400)
+        assert sum(self.errors.values()) == errors_after_the_fault, self.errors
 
     def _record(self, text: str, send_time: int | None, error: str | None) -> None:
         with self._lock:

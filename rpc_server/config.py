@@ -24,6 +24,8 @@ class Config:
     redis_pool_size: int = 64
     redis_pool_wait_ms: int = 200
     redis_pipeline_lanes: int = 2
+    redis_wait_replicas: int = 0
+    redis_wait_timeout_ms: int = 200
     max_text_chars: int = 4096
     max_pull_limit: int = 100
     idempotency_ttl_s: int = 86400
@@ -58,6 +60,8 @@ _SOURCES = {
         "REDIS_PIPELINE_LANES",
         "pipelines in flight at once for coalesced commands (0: no coalescing)",
     ),
+    "redis_wait_replicas": ("REDIS_WAIT_REPLICAS", "acknowledge a send only once this many replicas have it (WAIT)"),
+    "redis_wait_timeout_ms": ("REDIS_WAIT_TIMEOUT_MS", "how long a send waits for its replicas (503 beyond)"),
     "max_text_chars": ("MAX_TEXT_CHARS", "longest text, in Unicode code points"),
     "max_pull_limit": ("MAX_PULL_LIMIT", "larger pull limits are clamped to this"),
     "idempotency_ttl_s": ("IDEMPOTENCY_TTL_S", "how long an idempotency key is remembered"),

@@ -32,7 +32,13 @@ def serve(cfg: Config) -> int:
         cfg.redis_cluster_nodes,
     )
     store = MessageStore(
-        client, cfg.idempotency_ttl_s, cfg.rate_limit_per_s, cfg.rate_limit_burst, cfg.redis_pipeline_lanes
+        client,
+        cfg.idempotency_ttl_s,
+        cfg.rate_limit_per_s,
+        cfg.rate_limit_burst,
+        cfg.redis_pipeline_lanes,
+        cfg.redis_wait_replicas,
+        cfg.redis_wait_timeout_ms,
     )
     service = IMService(rpc, store, cfg.max_text_chars, cfg.max_pull_limit)
     limits = Limits(max_bytes=cfg.max_message_bytes, max_string=cfg.max_message_bytes)

@@ -25,8 +25,10 @@ Semantics the service relies on:
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from importlib import resources
@@ -156,8 +158,13 @@ class MessageStore:
         rate_per_s: float = 0.0,
         rate_burst: int = 10,
         pipeline_lanes: int = 2,
+        wait_replicas: int = 0,
+        wait_timeout_ms: int = 200,
     ) -> None:
         self._redis = client
+        self._wait_replicas = wait_replicas
+        self._wait_timeout_ms = wait_timeout_ms
+        self._topology_read_at = 0.0
         # Commands go out coalesced into pipelines (pipelining), or one by one with 0 lanes.
         self._run = AutoPipeline(client, pipeline_lanes).execute if pipeline_lanes else client.execute_command
         self._idempotency_ttl_s = idempotency_ttl_s
@@ -191,7 +198,10 @@ class MessageStore:
             keys.append(idempotency_key(chat, key))
         args: list[str | int] = [sender, text, fingerprint(sender, text), self._idempotency_ttl_s]
         with storage_errors():
-            status, send_time = self._eval(self._send_script, keys, args)
+            if self._wait_replicas:
+                status, send_time = self._append_replicated(keys, args)
+            else:
+                status, send_time = self._eval(self._send_script, keys, args)
         if status == CONFLICT:
             raise IdempotencyConflict("idempotency key already used for a different message in this chat")
         return int(send_time)
@@ -212,6 +222,48 @@ class MessageStore:
     def ping(self) -> bool:
         with storage_errors():
             return bool(self._redis.ping())
+
+    def _append_replicated(self, keys: list[str], args: list[str | int]) -> Any:
+        """The send script, then WAIT for replicas, in one pipeline on one
+        connection to the chat's master: acknowledged means replicated to
+        `wait_replicas` replicas. (WAIT has no key, so it cannot go through a
+        cluster pipeline, which routes by key.)"""
+        master = self._master_for(keys[0])
+        command = ("EVALSHA", self._send_script.sha, len(keys), *keys, *args)
+        for attempt in range(2):
+            pipe = master.pipeline(transaction=False)
+            pipe.execute_command(*command)
+            pipe.execute_command("WAIT", self._wait_replicas, self._wait_timeout_ms)
+            try:
+                reply, replicas = pipe.execute(raise_on_error=False)
+            except (redis.ConnectionError, redis.TimeoutError):
+                self._refresh_topology()  # the master may be gone: learn who replaced it
+                raise
+            if isinstance(reply, redis.exceptions.NoScriptError) and attempt == 0:
+                master.script_load(self._send_script.source)  # it did not run
+                continue
+            break
+        if isinstance(reply, redis.exceptions.AskError):  # MOVED or ASK: not run here; the map is stale
+            self._refresh_topology()
+            raise StorageUnavailable("the chat's shard moved; retry")
+        if isinstance(reply, Exception):
+            raise reply
+        if isinstance(replicas, Exception) or int(replicas) < self._wait_replicas:
+            raise StorageUnavailable(f"stored but not replicated within {self._wait_timeout_ms} ms: outcome unknown")
+        return reply
+
+    def _master_for(self, key: str) -> redis.Redis:
+        if isinstance(self._redis, redis.RedisCluster):
+            node = self._redis.get_node_from_key(key)
+            return cast(redis.Redis, self._redis.get_redis_connection(node))
+        return self._redis
+
+    def _refresh_topology(self) -> None:
+        """Read the cluster's slot map again (at most twice a second)."""
+        if isinstance(self._redis, redis.RedisCluster) and time.monotonic() - self._topology_read_at > 0.5:
+            self._topology_read_at = time.monotonic()
+            with contextlib.suppress(Exception):  # nobody answers yet: the next failure tries again
+                self._redis.nodes_manager.initialize()
 
     def _eval(self, script: LuaScript, keys: list[str], args: list[str | int]) -> Any:
         command = ("EVALSHA", script.sha, len(keys), *keys, *args)

@@ -118,19 +118,16 @@ class RedisCluster:
     """A real Redis Cluster: `masters` redis-server processes in cluster mode
     (our redis.conf), joined by `redis-cli --cluster create`."""
 
-    def __init__(self, directory: Path, masters: int = 3) -> None:
-        # A loose node timeout, so that a busy 2-core machine does not fail over by accident.
-        settings = [
-            "--cluster-enabled",
-            "yes",
-            "--cluster-config-file",
-            "nodes.conf",
-            "--cluster-node-timeout",
-            "15000",
-        ]
+    def __init__(self, directory: Path, masters: int = 3, replicas: int = 0, node_timeout_ms: int = 15000) -> None:
+        # A loose node timeout by default, so that a busy 2-core machine does not fail over by accident.
+        settings = ["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf"]
+        settings += ["--cluster-node-timeout", str(node_timeout_ms)]
+        # A shard without a master must not stop the others (Redis's default stops them all).
+        settings += ["--cluster-require-full-coverage", "no"]
+        self.replicas = replicas
         self.nodes = [
             RedisServer(directory / f"node{i}", extra=[*settings, "--cluster-port", str(free_port())])
-            for i in range(masters)
+            for i in range(masters * (1 + replicas))
         ]
 
     @property
@@ -142,9 +139,33 @@ class RedisCluster:
         for node in self.nodes:
             node.start()
         argv = ["redis-cli", "--cluster", "create", *[f"127.0.0.1:{n.port}" for n in self.nodes]]
-        subprocess.run([*argv, "--cluster-replicas", "0", "--cluster-yes"], check=True, capture_output=True)
+        subprocess.run(
+            [*argv, "--cluster-replicas", str(self.replicas), "--cluster-yes"], check=True, capture_output=True
+        )
         wait_until(lambda: all(self._state_ok(node) for node in self.nodes), 30, "the cluster to be ok")
+        if self.replicas:
+            wait_until(self._replicas_in_place, 30, "every shard's replicas")
         return self
+
+    def _replicas_in_place(self) -> bool:
+        shards = self.nodes[0].client().execute_command("CLUSTER", "SLOTS")
+        return all(len(shard) - 3 >= self.replicas for shard in shards)
+
+    def node(self, port: int) -> RedisServer:
+        return next(node for node in self.nodes if node.port == port)
+
+    def shard_of(self, key: str) -> tuple[int, list[int]]:
+        """(master port, replica ports) of the shard holding `key`, as the cluster now says."""
+        client = next(n for n in self.nodes if n.alive()).client()
+        slot = int(client.execute_command("CLUSTER", "KEYSLOT", key))
+        for start, end, master, *replicas in client.execute_command("CLUSTER", "SLOTS"):
+            if start <= slot <= end:
+                return int(master[1]), [int(r[1]) for r in replicas]
+        raise AssertionError(f"slot {slot} not covered")
+
+    @staticmethod
+    def role(node: RedisServer) -> str:
+        return str(node.client().execute_command("ROLE")[0])
 
     @staticmethod
     def _state_ok(node: RedisServer) -> bool:

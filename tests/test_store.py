@@ -98,3 +98,14 @@ def test_no_command_is_retried(stack: Stack) -> None:
     retry = client.connection_pool.connection_kwargs["retry"]
     assert retry.get_retries() == 0
     assert isinstance(client.connection_pool, redis.BlockingConnectionPool)
+
+
+def test_with_wait_replicas_a_send_without_a_replica_is_not_acknowledged(stack: Stack) -> None:
+    """REDIS_WAIT_REPLICAS=1 on a Redis with no replica: WAIT confirms nobody,
+    so the send is not acknowledged (503, outcome unknown), though stored."""
+    client = connect_redis(stack.redis.url, 1.0, 4, 0.5)
+    store = MessageStore(client, idempotency_ttl_s=60, wait_replicas=1, wait_timeout_ms=50)
+    chat = parse_chat(_chat())
+    with pytest.raises(StorageUnavailable, match="not replicated"):
+        store.append(chat, chat.first, "unreplicated")
+    assert [m.text for m in store.read(chat, 0, 10, reverse=False).items] == ["unreplicated"]

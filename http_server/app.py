@@ -4,6 +4,8 @@ gunicorn (`http_server.app:get_app()`)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import falcon
 
 import idl
@@ -34,8 +36,9 @@ def get_app() -> falcon.App[falcon.Request, falcon.Response]:
     cfg = config.load([])
     configure_logging(cfg.log_level, bool(cfg.log_requests))
     rpc = idl.load_rpc()
+    source: Callable[[], list[endpoints.Endpoint]]
     if cfg.rpc_etcd:
-        source, refresh = endpoints.etcd(cfg.rpc_etcd, cfg.rpc_service_name), cfg.rpc_refresh_s
+        source, refresh = endpoints.EtcdSource(cfg.rpc_etcd, cfg.rpc_service_name), cfg.rpc_refresh_s
     elif cfg.rpc_dns:
         source, refresh = endpoints.dns(cfg.rpc_dns), cfg.rpc_refresh_s
     else:

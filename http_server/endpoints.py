@@ -4,11 +4,13 @@ Sources: a static list (RPC_ADDR="h1:8888,h2:8888"); DNS (RPC_DNS=
 "name:port": every A/AAAA record of the name, as a Kubernetes headless
 service publishes its pods); or etcd (RPC_ETCD: the servers registered the
 way Kitex's registry-etcd does, under kitex/registry-etcd/<service>/, so
-Kitex servers are found as well as ours). DNS and etcd are read again every
-RPC_REFRESH_S seconds. New connections go round-robin over the healthy endpoints. An
-endpoint that refuses or times out a connect is ejected for RPC_EJECT_S
-seconds, then probed back in: the next connect may try it again, and a
-success makes it healthy. If every endpoint is ejected, they are all tried
+Kitex servers are found as well as ours; watched, so a change is seen at
+once). DNS and etcd are read again every RPC_REFRESH_S seconds.
+
+New connections go round-robin over the healthy endpoints. An endpoint that
+refuses or times out a connect is ejected for RPC_EJECT_S seconds, then
+probed back in: the next connect may try it again, and a success makes it
+healthy. If every endpoint is ejected, they are all tried
 anyway: being wrong about an outage costs less than refusing to look.
 """
 
@@ -21,6 +23,7 @@ import time
 from collections.abc import Callable
 from urllib.parse import urlsplit
 
+import gevent
 from etcd3gw.client import Etcd3Client
 from prometheus_client import Gauge
 
@@ -51,15 +54,33 @@ def dns(name_and_port: str) -> Callable[[], list[Endpoint]]:
     return resolve
 
 
-def etcd(endpoints: str, service: str) -> Callable[[], list[Endpoint]]:
-    first = endpoints.split(",")[0].strip()
-    url = urlsplit(first if "://" in first else f"http://{first}")
-    client = Etcd3Client(host=url.hostname or "127.0.0.1", port=url.port or 2379, protocol=url.scheme, timeout=2)
-    prefix = f"kitex/registry-etcd/{service}/"
+class EtcdSource:
+    """The servers registered under kitex/registry-etcd/<service>/.
 
-    def registered() -> list[Endpoint]:
+    A watch on the prefix (started on first use, in the worker process)
+    marks the list changed as soon as a server registers or leaves; the
+    periodic re-read stays as a safety net, since a watch stream can die
+    without a word."""
+
+    def __init__(self, endpoints: str, service: str) -> None:
+        first = endpoints.split(",")[0].strip()
+        url = urlsplit(first if "://" in first else f"http://{first}")
+        self._client = Etcd3Client(
+            host=url.hostname or "127.0.0.1", port=url.port or 2379, protocol=url.scheme, timeout=2
+        )
+        self._prefix = f"kitex/registry-etcd/{service}/"
+        self._changed = False
+        self._watcher: gevent.Greenlet | None = None
+
+    def changed(self) -> bool:
+        changed, self._changed = self._changed, False
+        return changed
+
+    def __call__(self) -> list[Endpoint]:
+        if self._watcher is None:
+            self._watcher = gevent.spawn(self._watch)
         try:
-            entries = client.get_prefix(prefix)
+            entries = self._client.get_prefix(self._prefix)
         except Exception as e:  # etcd3gw wraps transport errors in its own types
             raise OSError(f"etcd: {e}") from e
         found = []
@@ -70,7 +91,15 @@ def etcd(endpoints: str, service: str) -> Callable[[], list[Endpoint]]:
                 found.append((host.strip("[]"), int(port)))
         return sorted(set(found))
 
-    return registered
+    def _watch(self) -> None:
+        while True:
+            try:
+                events, _ = self._client.watch_prefix(self._prefix)
+                for _event in events:
+                    self._changed = True
+            except Exception as e:
+                log.debug("etcd watch ended (%s); watching again", e)
+            gevent.sleep(1)
 
 
 class Endpoints:
@@ -117,7 +146,8 @@ class Endpoints:
             EJECTED.set(len(self._ejected_until))
 
     def _refresh(self, now: float) -> None:
-        if now - self._resolved_at < self._refresh_s:
+        changed = getattr(self._source, "changed", None)
+        if now - self._resolved_at < self._refresh_s and not (changed and changed()):
             return
         self._resolved_at = now
         try:

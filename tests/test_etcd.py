@@ -92,3 +92,27 @@ def test_the_http_server_finds_replicas_in_etcd_and_survives_losing_one(
     finally:
         http.stop()
         survivor.stop()
+
+
+def test_the_http_server_sees_registration_changes_at_once_through_its_watch(
+    tmp_path: Path, stack: Stack, etcd: EtcdServer, chat: str
+) -> None:
+    """With an hour between re-reads, only the watch can tell the HTTP server
+    that its only RPC server left and another one came."""
+    first = _rpc(tmp_path, stack, etcd)
+    first.start()
+    wait_until(lambda: f"{PREFIX}127.0.0.1:{first.port}" in _registered(etcd), 15, "the first registration")
+    http = HttpServer(tmp_path, first.port, workers=1, RPC_ETCD=etcd.url, RPC_REFRESH_S="3600")
+    http.start()
+    second = _rpc(tmp_path, stack, etcd)
+    try:
+        api = Api(http.url)
+        a = chat.split(":")[0]
+        api.send_ok(chat, "via the first", a)
+        second.start()
+        first.stop()  # deregisters, then stops
+        wait_until(lambda: api.send(chat, "via the second", a).status_code == 200, 15, "a send through the second")
+        assert api.pull_all(chat)[0]["text"] == "via the first"
+    finally:
+        http.stop()
+        second.stop()

@@ -82,9 +82,17 @@ def parser(environ: Mapping[str, str] = os.environ) -> argparse.ArgumentParser:
 def load(argv: Sequence[str] | None = None, environ: Mapping[str, str] = os.environ) -> Config:
     cfg = Config(**vars(parser(environ).parse_args(argv)))
     if not (cfg.rpc_dns or cfg.rpc_etcd):
-        for address in cfg.rpc_addr.split(","):
-            int(address.rpartition(":")[2])  # a bad RPC_ADDR fails at start-up, not on the first request
+        parse_addresses(cfg.rpc_addr)  # a bad RPC_ADDR fails at start-up, not on the first request
     return cfg
+
+
+def parse_addresses(addresses: str) -> list[tuple[str, int]]:
+    """ "h1:8888,[::1]:8888" -> [("h1", 8888), ("::1", 8888)]; an empty host is 127.0.0.1."""
+    endpoints = []
+    for address in addresses.split(","):
+        host, _, port = address.strip().rpartition(":")
+        endpoints.append((host.strip("[]") or "127.0.0.1", int(port)))
+    return endpoints
 
 
 def export(cfg: Config, environ: dict[str, str] | os._Environ[str] = os.environ) -> None:

@@ -27,6 +27,8 @@ import gevent
 from etcd3gw.client import Etcd3Client
 from prometheus_client import Gauge
 
+from http_server.config import parse_addresses
+
 log = logging.getLogger(__name__)
 
 Endpoint = tuple[str, int]
@@ -37,10 +39,7 @@ EJECTED = Gauge(
 
 
 def static(addresses: str) -> Callable[[], list[Endpoint]]:
-    endpoints = []
-    for address in addresses.split(","):
-        host, _, port = address.strip().rpartition(":")
-        endpoints.append((host.strip("[]") or "127.0.0.1", int(port)))
+    endpoints = parse_addresses(addresses)
     return lambda: endpoints
 
 

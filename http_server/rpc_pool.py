@@ -13,7 +13,7 @@ has a total deadline (not only a per-read socket timeout).
 Retries: only a connect failure is retried (on the next endpoint, if there
 are several), because then the request certainly never reached a server.
 After a timeout or a dropped reply the outcome is unknown, so the caller
-gets RpcUnavailable(sent=True) and the client decides, with its
+gets RpcUnavailable and the client decides, with its
 Idempotency-Key, whether to retry.
 """
 
@@ -34,16 +34,9 @@ from http_server.endpoints import Endpoints
 
 
 class RpcUnavailable(Exception):
-    """The RPC server could not answer: down, overloaded or too slow.
-
-    `sent` says whether the request may have reached the server: if False,
-    it certainly did not (a connect failure, or no free connection), so a
-    retry is safe; if True, the outcome is unknown.
-    """
-
-    def __init__(self, msg: str, sent: bool) -> None:
-        super().__init__(msg)
-        self.sent = sent
+    """The RPC server could not answer: down, overloaded or too slow. (The
+    one case certainly safe to retry, a connect failure, is retried already
+    by _connect; for every other, the outcome is unknown to us.)"""
 
 
 class ReplyMismatch(Exception):
@@ -119,13 +112,11 @@ class RpcClientPool:
         a free connection and connecting), or raise RpcUnavailable."""
         timeout = gevent.Timeout(self._call_timeout_s)
         timeout.start()
-        sent = False
         connection = None
         try:
             self._slots.acquire()  # waits for a free slot, at most until the deadline
             try:
                 connection = self._checkout()
-                sent = True
                 result = getattr(connection.client, method)(*args)
             except BaseException:
                 if connection is not None:
@@ -139,13 +130,13 @@ class RpcClientPool:
         except gevent.Timeout as e:
             if e is not timeout:
                 raise
-            raise RpcUnavailable("message service timed out", sent) from None
+            raise RpcUnavailable("message service timed out") from None
         except TTransportException as e:
             if e.type == TTransportException.NOT_OPEN:
-                raise RpcUnavailable("cannot connect to the message service", sent=False) from e
-            raise RpcUnavailable("connection to the message service failed", sent=True) from e
+                raise RpcUnavailable("cannot connect to the message service") from e
+            raise RpcUnavailable("connection to the message service failed") from e
         except (OSError, *_BAD_REPLY) as e:
-            raise RpcUnavailable(f"message service call failed: {e}", sent) from e
+            raise RpcUnavailable(f"message service call failed: {e}") from e
         finally:
             timeout.close()
 

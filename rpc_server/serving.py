@@ -14,10 +14,11 @@ import idl
 from rpc_server.config import Config
 from rpc_server.message_check import Limits
 from rpc_server.observability import serve_metrics
+from rpc_server.redis_client import connect_redis, redacted
 from rpc_server.registry import EtcdRegistration, advertised_address
 from rpc_server.server import ThriftServer
 from rpc_server.service import IMService
-from rpc_server.store import MessageStore, connect_redis
+from rpc_server.store import MessageStore
 
 log = logging.getLogger("rpc_server")
 
@@ -58,7 +59,7 @@ def serve(cfg: Config) -> int:
     log.info(
         "IMService listening on %s:%d (Redis %s, metrics :%d)",
         *server.address,
-        cfg.redis_cluster_nodes or _redacted(cfg.redis_url),
+        cfg.redis_cluster_nodes or redacted(cfg.redis_url),
         cfg.metrics_port,
     )
     try:
@@ -98,8 +99,3 @@ def _stop_when_orphaned(parent: int, stopping: Event) -> None:
         gevent.sleep(1)
     log.warning("the supervisor (pid %d) is gone; stopping", parent)
     stopping.set()
-
-
-def _redacted(url: str) -> str:
-    scheme, sep, rest = url.partition("://")
-    return f"{scheme}{sep}{rest.rpartition('@')[2]}" if sep else url

@@ -11,7 +11,8 @@ from typing import Any
 import pytest
 
 from rpc_server.chat_id import parse_chat
-from rpc_server.store import MessageStore, connect_redis
+from rpc_server.redis_client import connect_redis
+from rpc_server.store import MessageStore
 from tests.conftest import Api
 from tests.servers import HttpServer, RedisCluster, RpcServer
 

@@ -10,7 +10,8 @@ import redis
 
 from rpc_server.chat_id import parse_chat
 from rpc_server.errors import IdempotencyConflict, StorageUnavailable
-from rpc_server.store import MessageStore, connect_redis, idempotency_key, stream_key
+from rpc_server.redis_client import connect_redis
+from rpc_server.store import MessageStore, idempotency_key, stream_key
 from tests.servers import Stack, free_port
 
 

@@ -10,6 +10,9 @@
 // template's stub did (it answered 500 "oops"); Msg says what happened.
 //   0    success
 //   400  invalid argument (chat form, membership, text size, cursor, limit)
+//   401  admin call without the right AdminToken (or the admin API is off)
+//   403  the Caller may not do this (not a member of the chat, or sending
+//        or listing as somebody else); only when the caller sets Caller
 //   422  idempotency-key conflict: the key was used for a different message
 //   429  rate limited
 //   503  storage unavailable or overloaded; retry later (with the same
@@ -37,6 +40,10 @@ struct SendRequest {
     2: optional string IdempotencyKey
     // Additive: the caller's request id (HTTP X-Request-ID), for the logs.
     3: optional string RequestId
+    // Additive: the authenticated user on whose behalf the call is made (set
+    // by the HTTP tier when AUTH_MODE is on). When set, Sender must equal it
+    // (else Code 403). Unset: no access check, as in the seed.
+    4: optional string Caller
 }
 
 struct SendResponse {
@@ -58,6 +65,8 @@ struct PullRequest {
     3: required i32 Limit
     4: optional bool Reverse    // false (default): oldest first
     5: optional string RequestId    // additive, as in SendRequest
+    // Additive: when set, Caller must be a member of Chat (else Code 403).
+    6: optional string Caller
 }
 
 struct PullResponse {
@@ -67,6 +76,61 @@ struct PullResponse {
     4: optional bool HasMore        // exact: true iff another message exists
     5: optional i64 NextCursor      // SendTime of the first message not
                                     // returned; 0 when HasMore is false
+    // Additive: true when messages that belong in this page's direction
+    // were removed by retention: ascending, some message at or after Cursor
+    // was trimmed (it would have come first); reverse, the page reaches the
+    // oldest retained message (HasMore false) and older ones were trimmed.
+    // Clients tell "no more history" from "history was trimmed" by it.
+    6: optional bool HistoryTruncated
+}
+
+// Additive: one entry of a user's conversation list.
+struct ChatSummary {
+    1: string Chat                  // canonical "<member1>:<member2>"
+    2: i64 LastSendTime             // send_time of the chat's last message
+    3: optional Message LastMessage // absent if the chat has no message left
+}
+
+struct ListChatsRequest {
+    1: required string User
+    // A LastSendTime, inclusive: chats last active at or before it, most
+    // recently active first; 0 = from the most recent. Not an offset.
+    2: optional i64 Cursor
+    3: optional i32 Limit           // 0 means 10; clamped to 100
+    4: optional string Caller       // when set, must equal User (else 403)
+    5: optional string RequestId
+}
+
+struct ListChatsResponse {
+    1: required i32 Code
+    2: required string Msg
+    3: optional list<ChatSummary> Chats
+    4: optional bool HasMore
+    5: optional i64 NextCursor      // LastSendTime of the first chat not
+                                    // returned; 0 when HasMore is false
+}
+
+// Additive, admin: delete one chat (its messages, idempotency records, and
+// its entry in both members' conversation lists).
+struct DeleteChatRequest {
+    1: required string Chat
+    2: optional string AdminToken   // must equal the server's ADMIN_TOKEN
+    3: optional string RequestId
+}
+
+// Additive, admin: erase a user: every chat the user is in, as DeleteChat
+// does, then the user's own conversation list and rate-limit state.
+struct EraseUserRequest {
+    1: required string User
+    2: optional string AdminToken
+    3: optional string RequestId
+}
+
+struct AdminResponse {
+    1: required i32 Code
+    2: required string Msg
+    3: optional i32 ChatsDeleted
+    4: optional i64 MessagesDeleted
 }
 
 // Additive: a cheap call for readiness checks and load balancers.
@@ -85,4 +149,7 @@ service IMService {
     SendResponse Send(1: SendRequest req)
     PullResponse Pull(2: PullRequest req)
     HealthResponse Health(1: HealthRequest req)
+    ListChatsResponse ListChats(1: ListChatsRequest req)
+    AdminResponse DeleteChat(1: DeleteChatRequest req)
+    AdminResponse EraseUser(1: EraseUserRequest req)
 }

@@ -20,6 +20,7 @@ class Config:
     reuse_port: int = 0
     redis_url: str = "redis://127.0.0.1:6379/0"
     redis_cluster_nodes: str = ""
+    redis_tls_ca_file: str = ""
     redis_timeout_ms: int = 300
     redis_pool_size: int = 64
     redis_pool_wait_ms: int = 200
@@ -29,6 +30,9 @@ class Config:
     max_text_chars: int = 4096
     max_pull_limit: int = 100
     idempotency_ttl_s: int = 86400
+    retention_max_age_s: int = 0
+    retention_max_messages: int = 0
+    admin_token: str = ""
     max_connections: int = 10000
     idle_timeout_s: float = 300.0
     message_timeout_s: float = 5.0
@@ -52,7 +56,11 @@ _SOURCES = {
     "workers": ("RPC_WORKERS", "server processes sharing the port (0: the CPUs available, cgroup quota included)"),
     "reuse_port": ("RPC_REUSE_PORT", "1: bind with SO_REUSEPORT (set for each of the --workers processes)"),
     "redis_url": ("REDIS_URL", "Redis to store messages in"),
-    "redis_cluster_nodes": ("REDIS_CLUSTER_NODES", "host:port,... of a Redis Cluster (then REDIS_URL is unused)"),
+    "redis_cluster_nodes": (
+        "REDIS_CLUSTER_NODES",
+        "host:port,... of a Redis Cluster, or redis[s]://[user:password@]host:port,... (then REDIS_URL is unused)",
+    ),
+    "redis_tls_ca_file": ("REDIS_TLS_CA_FILE", "CA certificates (PEM) to verify Redis's TLS certificate (rediss://)"),
     "redis_timeout_ms": ("REDIS_TIMEOUT_MS", "Redis connect and command timeout"),
     "redis_pool_size": ("REDIS_POOL_SIZE", "Redis connections per process"),
     "redis_pool_wait_ms": ("REDIS_POOL_WAIT_MS", "longest wait for a free Redis connection"),
@@ -65,6 +73,12 @@ _SOURCES = {
     "max_text_chars": ("MAX_TEXT_CHARS", "longest text, in Unicode code points"),
     "max_pull_limit": ("MAX_PULL_LIMIT", "larger pull limits are clamped to this"),
     "idempotency_ttl_s": ("IDEMPOTENCY_TTL_S", "how long an idempotency key is remembered"),
+    "retention_max_age_s": ("RETENTION_MAX_AGE_S", "trim a chat's messages older than this on each send (0: keep)"),
+    "retention_max_messages": (
+        "RETENTION_MAX_MESSAGES",
+        "keep about this many newest messages per chat, trimmed on each send (0: all)",
+    ),
+    "admin_token": ("ADMIN_TOKEN", "the token admin calls (DeleteChat, EraseUser) must carry (empty: admin API off)"),
     "max_connections": ("RPC_MAX_CONNECTIONS", "concurrent Thrift connections per process"),
     "idle_timeout_s": ("RPC_IDLE_TIMEOUT_S", "close a connection idle between calls this long"),
     "message_timeout_s": ("RPC_MESSAGE_TIMEOUT_S", "deadline to receive a whole call once it has begun"),

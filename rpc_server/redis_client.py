@@ -19,8 +19,20 @@ from redis.cluster import ClusterNode
 from redis.exceptions import ClusterDownError, RedisClusterException, TryAgainError
 from redis.retry import Retry
 
+from rpc_server.config import Config
 from rpc_server.errors import StorageUnavailable
 from rpc_server.observability import REDIS_ERRORS
+
+
+def connect(cfg: Config) -> redis.Redis:
+    """The Redis (or Redis Cluster) client `cfg` describes."""
+    return connect_redis(
+        cfg.redis_url,
+        cfg.redis_timeout_ms / 1000,
+        cfg.redis_pool_size,
+        cfg.redis_pool_wait_ms / 1000,
+        cfg.redis_cluster_nodes,
+    )
 
 
 def connect_redis(

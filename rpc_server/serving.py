@@ -14,7 +14,7 @@ import idl
 from rpc_server.config import Config
 from rpc_server.message_check import Limits
 from rpc_server.observability import serve_metrics
-from rpc_server.redis_client import connect_redis, redacted
+from rpc_server.redis_client import connect, redacted
 from rpc_server.registry import EtcdRegistration, advertised_address
 from rpc_server.server import ThriftServer
 from rpc_server.service import IMService
@@ -25,13 +25,7 @@ log = logging.getLogger("rpc_server")
 
 def serve(cfg: Config) -> int:
     rpc = idl.load_rpc()
-    client = connect_redis(
-        cfg.redis_url,
-        cfg.redis_timeout_ms / 1000,
-        cfg.redis_pool_size,
-        cfg.redis_pool_wait_ms / 1000,
-        cfg.redis_cluster_nodes,
-    )
+    client = connect(cfg)
     store = MessageStore(
         client,
         cfg.idempotency_ttl_s,

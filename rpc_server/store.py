@@ -9,6 +9,9 @@ Cluster hash slot through the `{a:b}` hash tag):
                                         expires after the idempotency TTL
     im:v1:rl:{<sender>}                 string, the sender's GCRA state (only
                                         with rate limiting on); expires
+    im:v1:u:{<user>}:c                  sorted set, the user's conversation
+                                        list: member "<first>:<second>",
+                                        score the chat's last send_time
 
 Semantics the service relies on:
 
@@ -59,6 +62,12 @@ def stream_key(chat: Chat) -> str:
 
 def idempotency_key(chat: Chat, key: str) -> str:
     return f"{KEY_PREFIX}{{{chat.id}}}:k:{key}"
+
+
+def user_chats_key(user: str) -> str:
+    """The user's conversation list. Its hash tag is the user's (as for
+    rate_key), so in a cluster it lives on another shard than the chat."""
+    return f"{KEY_PREFIX}u:{{{user}}}:c"
 
 
 def rate_key(sender: str) -> str:

@@ -56,3 +56,12 @@ def parse_chat(chat: object) -> Chat:
         raise InvalidArgument("invalid chat: expected the form '<member1>:<member2>'")
     first, second = sorted(canonical_member(part, "chat member") for part in parts)
     return Chat(first, second)
+
+
+def parse_chat_or_none(chat: str) -> Chat | None:
+    """A chat ID found in storage (a key's hash tag, a list entry): parsed,
+    or None if it is not one of ours."""
+    try:
+        return parse_chat(chat)
+    except InvalidArgument:
+        return None

@@ -21,6 +21,18 @@ class InvalidArgument(ServiceError):
     code = 400
 
 
+class Unauthenticated(ServiceError):
+    """An admin call without the right token (or the admin API is off)."""
+
+    code = 401
+
+
+class PermissionDenied(ServiceError):
+    """The caller may not act on this chat or user."""
+
+    code = 403
+
+
 class IdempotencyConflict(ServiceError):
     code = 422
 

@@ -44,6 +44,23 @@ class Page(Generic[T]):
     items: Sequence[T]
     has_more: bool
     next_cursor: int
+    truncated: bool = False  # messages this page's direction would reach were trimmed
+
+
+def history_truncated(cursor: int, reverse: bool, has_more: bool, max_deleted: int) -> bool:
+    """Did retention remove messages that belong in this page or a later one?
+
+    `max_deleted` is the newest trimmed send_time (0: nothing ever trimmed).
+    Trimming takes the oldest messages, so exactly those at or before it are
+    gone. Ascending from `cursor`, some were skipped iff one of them is at or
+    after the cursor (cursor 0: from the very first). Reverse, pages reach
+    them only at the end: the last page (no more) says so.
+    """
+    if max_deleted <= 0:
+        return False
+    if reverse:
+        return not has_more
+    return cursor <= max_deleted
 
 
 def make_page(fetched: Sequence[T], limit: int, send_time_of: Callable[[T], int]) -> Page[T]:

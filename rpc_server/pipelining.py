@@ -43,6 +43,21 @@ class AutoPipeline:
             gevent.spawn(self._drain)
         return waiter.get()
 
+    def execute_many(self, commands: list[tuple[Any, ...]]) -> list[Any]:
+        """Run several commands, likely in one round trip; a reply per command,
+        or the exception it failed with (not raised)."""
+        waiters = []
+        for args in commands:
+            waiter = AsyncResult()
+            self._queue.append((args, waiter))
+            waiters.append(waiter)
+        if self._busy_lanes < self._lanes:
+            self._busy_lanes += 1
+            gevent.spawn(self._drain)
+        for waiter in waiters:
+            waiter.wait()
+        return [waiter.value if waiter.successful() else waiter.exception for waiter in waiters]
+
     def _drain(self) -> None:
         try:
             while self._queue:

@@ -4,6 +4,8 @@
 -- KEYS[2]  optional idempotency record  im:v1:{a:b}:k:<key>
 -- ARGV[1]  sender (canonical)   ARGV[2] text
 -- ARGV[3]  fingerprint of (sender, text)   ARGV[4] record TTL in seconds
+-- ARGV[5]  retention: maximum age in microseconds (0: keep every age)
+-- ARGV[6]  retention: messages to keep, about (0: keep all)
 --
 -- Returns {status, send_time}: status 0 = stored, 1 = replay of an earlier
 -- send with the same key and message, 2 = key already used for another one.
@@ -12,12 +14,21 @@
 -- bumped past the chat's last send_time when the clock has not moved or has
 -- gone back: unique and strictly increasing within the chat. The stream ID
 -- is "<send_time>-0", so the ID is the cursor.
+--
+-- Retention is applied here, on write, in the same atomic step: messages
+-- older than the maximum age are trimmed exactly (XTRIM MINID), and beyond
+-- the maximum count whole stream nodes are (XTRIM MAXLEN ~: at least that
+-- many are kept, at most one node of 100 more). The newest message is never
+-- trimmed. Trimmed IDs are remembered by the stream (max-deleted-entry-id),
+-- which is how a pull tells "history was trimmed" from "no more history".
 
 local stream, record = KEYS[1], KEYS[2]
 
 if record then
   local previous = redis.call('GET', record)
-  if previous then
+  -- A record whose chat was deleted since is stale: the message it names is
+  -- gone, so this send is stored anew rather than acknowledged as a replay.
+  if previous and redis.call('EXISTS', stream) == 1 then
     local sep = string.find(previous, ' ', 1, true)
     local status = 2
     if string.sub(previous, sep + 1) == ARGV[3] then status = 1 end
@@ -47,6 +58,13 @@ end
 -- '%.0f': Lua would print a 16-digit number as 1.7e+15.
 local id = string.format('%.0f', send_time)
 redis.call('XADD', stream, id .. '-0', 's', ARGV[1], 't', ARGV[2])
+local max_age, max_count = tonumber(ARGV[5]), tonumber(ARGV[6])
+if max_age > 0 then
+  redis.call('XTRIM', stream, 'MINID', string.format('%.0f', send_time - max_age + 1))
+end
+if max_count > 0 then
+  redis.call('XTRIM', stream, 'MAXLEN', '~', max_count)
+end
 if record then
   redis.call('SET', record, id .. ' ' .. ARGV[3], 'EX', ARGV[4])
 end

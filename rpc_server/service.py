@@ -9,16 +9,26 @@ Each call is counted, timed and logged (observability), without its text.
 
 from __future__ import annotations
 
+import hmac
 import logging
 import time
 from collections.abc import Callable
 from typing import Any
 
-from rpc_server.chat_id import canonical_member, parse_chat
-from rpc_server.errors import InvalidArgument, RateLimited, ServiceError, StorageUnavailable
+from rpc_server.chat_id import Chat, canonical_member, parse_chat
+from rpc_server.conversations import Conversations
+from rpc_server.erasure import Erased, Erasure
+from rpc_server.errors import (
+    InvalidArgument,
+    PermissionDenied,
+    RateLimited,
+    ServiceError,
+    StorageUnavailable,
+    Unauthenticated,
+)
 from rpc_server.observability import IN_FLIGHT, record_call
 from rpc_server.paging import effective_limit
-from rpc_server.store import MessageStore
+from rpc_server.store import MessageStore, StoredMessage
 
 log = logging.getLogger(__name__)
 
@@ -26,11 +36,21 @@ MAX_IDEMPOTENCY_KEY_LEN = 128
 
 
 class IMService:
-    def __init__(self, rpc: Any, store: MessageStore, max_text_chars: int, max_pull_limit: int) -> None:
+    def __init__(
+        self,
+        rpc: Any,
+        store: MessageStore,
+        max_text_chars: int,
+        max_pull_limit: int,
+        admin_token: str = "",
+    ) -> None:
         self._rpc = rpc  # the module thriftpy2 loaded from idl_rpc.thrift
         self._store = store
+        self._conversations = Conversations(store)
+        self._erasure = Erasure(store)
         self._max_text_chars = max_text_chars
         self._max_pull_limit = max_pull_limit
+        self._admin_token = admin_token.encode()
 
     def Send(self, req: Any) -> Any:
         message = getattr(req, "message", None)
@@ -42,10 +62,14 @@ class IMService:
             sender = canonical_member(message.Sender, "sender")
             if not chat.has_member(sender):
                 raise InvalidArgument(f"sender {sender!r} is not a member of chat {chat.id!r}")
+            caller = _caller(req.Caller)
+            if caller is not None and caller != sender:
+                raise PermissionDenied(f"{caller!r} may not send as {sender!r}")
             text = self._valid_text(message.Text)
             key = _valid_idempotency_key(req.IdempotencyKey)
             self._store.check_rate(sender)
             send_time = self._store.append(chat, sender, text, key)
+            self._conversations.touch(chat, send_time)  # a replay too: it repairs a lost update
             return self._rpc.SendResponse(Code=0, Msg="success", SendTime=send_time)
 
         return _answer("Send", req, getattr(message, "Chat", None), send, self._rpc.SendResponse)
@@ -55,18 +79,17 @@ class IMService:
             if req is None:
                 raise InvalidArgument("request is required")
             chat = parse_chat(req.Chat)
-            cursor = req.Cursor or 0
-            limit = req.Limit or 0
-            if cursor < 0:
-                raise InvalidArgument("cursor must not be negative")
-            if limit < 0:
-                raise InvalidArgument("limit must not be negative")
-            page = self._store.read(chat, cursor, effective_limit(limit, self._max_pull_limit), bool(req.Reverse))
-            messages = [
-                self._rpc.Message(Chat=req.Chat, Text=m.text, Sender=m.sender, SendTime=m.send_time) for m in page.items
-            ]
+            _check_member(_caller(req.Caller), chat)
+            cursor, limit = self._paging(req.Cursor, req.Limit)
+            page = self._store.read(chat, cursor, limit, bool(req.Reverse))
+            messages = [self._message(req.Chat, m) for m in page.items]
             return self._rpc.PullResponse(
-                Code=0, Msg="success", Messages=messages, HasMore=page.has_more, NextCursor=page.next_cursor
+                Code=0,
+                Msg="success",
+                Messages=messages,
+                HasMore=page.has_more,
+                NextCursor=page.next_cursor,
+                HistoryTruncated=page.truncated,
             )
 
         return _answer("Pull", req, getattr(req, "Chat", None), pull, self._rpc.PullResponse)
@@ -85,6 +108,75 @@ class IMService:
 
         return _answer("Health", req, None, health, self._rpc.HealthResponse)
 
+    def ListChats(self, req: Any) -> Any:
+        """The user's conversation list, most recently active first."""
+
+        def list_chats() -> Any:
+            if req is None:
+                raise InvalidArgument("request is required")
+            user = canonical_member(req.User, "user")
+            caller = _caller(req.Caller)
+            if caller is not None and caller != user:
+                raise PermissionDenied(f"{caller!r} may not list the chats of {user!r}")
+            cursor, limit = self._paging(req.Cursor, req.Limit)
+            page = self._conversations.list(user, cursor, limit)
+            chats = [
+                self._rpc.ChatSummary(
+                    Chat=s.chat.id,
+                    LastSendTime=s.last_send_time,
+                    LastMessage=self._message(s.chat.id, s.last_message) if s.last_message else None,
+                )
+                for s in page.items
+            ]
+            return self._rpc.ListChatsResponse(
+                Code=0, Msg="success", Chats=chats, HasMore=page.has_more, NextCursor=page.next_cursor
+            )
+
+        return _answer("ListChats", req, None, list_chats, self._rpc.ListChatsResponse)
+
+    def DeleteChat(self, req: Any) -> Any:
+        """Admin: delete one chat, its idempotency records and list entries."""
+
+        def delete_chat() -> Any:
+            self._check_admin(req)
+            return self._admin_response(self._erasure.delete_chat(parse_chat(req.Chat)))
+
+        return _answer("DeleteChat", req, getattr(req, "Chat", None), delete_chat, self._rpc.AdminResponse)
+
+    def EraseUser(self, req: Any) -> Any:
+        """Admin: delete every chat the user is in, and the user's own state."""
+
+        def erase_user() -> Any:
+            self._check_admin(req)
+            return self._admin_response(self._erasure.erase_user(canonical_member(req.User, "user")))
+
+        return _answer("EraseUser", req, None, erase_user, self._rpc.AdminResponse)
+
+    def _check_admin(self, req: Any) -> None:
+        if req is None:
+            raise InvalidArgument("request is required")
+        if not self._admin_token:
+            raise Unauthenticated("the admin API is off: the RPC server has no ADMIN_TOKEN")
+        token = req.AdminToken
+        if not isinstance(token, str) or not hmac.compare_digest(token.encode(), self._admin_token):
+            raise Unauthenticated("a valid admin token is required")
+
+    def _admin_response(self, erased: Erased) -> Any:
+        return self._rpc.AdminResponse(
+            Code=0, Msg="success", ChatsDeleted=erased.chats, MessagesDeleted=erased.messages
+        )
+
+    def _message(self, chat: str, m: StoredMessage) -> Any:
+        return self._rpc.Message(Chat=chat, Text=m.text, Sender=m.sender, SendTime=m.send_time)
+
+    def _paging(self, cursor: int | None, limit: int | None) -> tuple[int, int]:
+        """A request's (cursor, limit), checked; the limit defaulted and clamped."""
+        if (cursor or 0) < 0:
+            raise InvalidArgument("cursor must not be negative")
+        if (limit or 0) < 0:
+            raise InvalidArgument("limit must not be negative")
+        return cursor or 0, effective_limit(limit or 0, self._max_pull_limit)
+
     def _valid_text(self, text: object) -> str:
         if isinstance(text, bytes):
             raise InvalidArgument("text must be valid UTF-8")
@@ -93,6 +185,18 @@ class IMService:
         if len(text) > self._max_text_chars:
             raise InvalidArgument(f"text is longer than {self._max_text_chars} characters")
         return text
+
+
+def _caller(caller: object) -> str | None:
+    """The authenticated user a call is made for (None: no access check)."""
+    if caller is None or caller == "":
+        return None
+    return canonical_member(caller, "caller")
+
+
+def _check_member(caller: str | None, chat: Chat) -> None:
+    if caller is not None and not chat.has_member(caller):
+        raise PermissionDenied(f"{caller!r} is not a member of chat {chat.id!r}")
 
 
 def _valid_idempotency_key(key: object) -> str | None:

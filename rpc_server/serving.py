@@ -34,8 +34,10 @@ def serve(cfg: Config) -> int:
         cfg.redis_pipeline_lanes,
         cfg.redis_wait_replicas,
         cfg.redis_wait_timeout_ms,
+        cfg.retention_max_age_s,
+        cfg.retention_max_messages,
     )
-    service = IMService(rpc, store, cfg.max_text_chars, cfg.max_pull_limit)
+    service = IMService(rpc, store, cfg.max_text_chars, cfg.max_pull_limit, cfg.admin_token)
     limits = Limits(max_bytes=cfg.max_message_bytes, max_string=cfg.max_message_bytes)
     server = ThriftServer(
         rpc,

@@ -38,16 +38,13 @@ import redis
 
 from rpc_server.chat_id import Chat
 from rpc_server.errors import IdempotencyConflict, RateLimited, StorageUnavailable
-from rpc_server.paging import Page, make_page, range_bounds
+from rpc_server.paging import Page, history_truncated, make_page, range_bounds
 from rpc_server.pipelining import AutoPipeline
 from rpc_server.redis_client import storage_errors
 
 KEY_PREFIX = "im:v1:"
 
 STORED, REPLAYED, CONFLICT = 0, 1, 2
-
-# XRANGE replies, decoded: [(entry ID, {field: value})]
-_Entries = list[tuple[str, dict[str, str]]]
 
 
 class StoredMessage(NamedTuple):
@@ -97,15 +94,20 @@ class MessageStore:
         pipeline_lanes: int = 2,
         wait_replicas: int = 0,
         wait_timeout_ms: int = 200,
+        retention_max_age_s: int = 0,
+        retention_max_messages: int = 0,
     ) -> None:
         self._redis = client
         self._wait_replicas = wait_replicas
         self._wait_timeout_ms = wait_timeout_ms
         self._topology_read_at = 0.0
         # Commands go out coalesced into pipelines (pipelining), or one by one with 0 lanes.
-        self._run = AutoPipeline(client, pipeline_lanes).execute if pipeline_lanes else client.execute_command
+        self._pipeline = AutoPipeline(client, pipeline_lanes) if pipeline_lanes else None
+        self._run = self._pipeline.execute if self._pipeline else client.execute_command
         self._idempotency_ttl_s = idempotency_ttl_s
+        self._retention = [retention_max_age_s * 1_000_000, retention_max_messages]
         self._send_script = LuaScript("send.lua")
+        self._read_script = LuaScript("read.lua")
         self._rate_script = LuaScript("rate_limit.lua")
         self._rate_interval_us = round(1_000_000 / rate_per_s) if rate_per_s > 0 else 0
         self._rate_tolerance_us = self._rate_interval_us * max(rate_burst - 1, 0)
@@ -118,7 +120,9 @@ class MessageStore:
             return
         with storage_errors():
             wait_ms = int(
-                self._eval(self._rate_script, [rate_key(sender)], [self._rate_interval_us, self._rate_tolerance_us])
+                self.eval_script(
+                    self._rate_script, [rate_key(sender)], [self._rate_interval_us, self._rate_tolerance_us]
+                )
             )
         if wait_ms > 0:
             raise RateLimited(f"too many messages from {sender!r}; retry in {wait_ms} ms", retry_after_ms=wait_ms)
@@ -133,12 +137,12 @@ class MessageStore:
         keys = [stream_key(chat)]
         if key is not None:
             keys.append(idempotency_key(chat, key))
-        args: list[str | int] = [sender, text, fingerprint(sender, text), self._idempotency_ttl_s]
+        args: list[str | int] = [sender, text, fingerprint(sender, text), self._idempotency_ttl_s, *self._retention]
         with storage_errors():
             if self._wait_replicas:
                 status, send_time = self._append_replicated(keys, args)
             else:
-                status, send_time = self._eval(self._send_script, keys, args)
+                status, send_time = self.eval_script(self._send_script, keys, args)
         if status == CONFLICT:
             raise IdempotencyConflict("idempotency key already used for a different message in this chat")
         return int(send_time)
@@ -148,13 +152,51 @@ class MessageStore:
 
         Ascending: send_time >= cursor, oldest first, 0 = from the oldest.
         Reverse: send_time <= cursor, newest first, 0 = from the newest.
+        The page's `truncated` says whether retention removed messages that
+        this page or a later one in the same direction would have held.
         """
         first, last = range_bounds(cursor, reverse)
         command = "XREVRANGE" if reverse else "XRANGE"
         with storage_errors():
-            entries = cast(_Entries, self._run(command, stream_key(chat), first, last, "COUNT", limit + 1))
-        fetched = [StoredMessage(_send_time(entry_id), f["s"], f["t"]) for entry_id, f in entries]
-        return make_page(fetched, limit, lambda m: m.send_time)
+            entries, max_deleted = self.eval_script(
+                self._read_script, [stream_key(chat)], [command, first, last, limit + 1]
+            )
+        fetched = [StoredMessage(_send_time(entry_id), *_fields(raw)) for entry_id, raw in entries]
+        page = make_page(fetched, limit, lambda m: m.send_time)
+        truncated = history_truncated(cursor, reverse, page.has_more, int(max_deleted))
+        return Page(page.items, page.has_more, page.next_cursor, truncated)
+
+    @property
+    def client(self) -> redis.Redis:
+        return self._redis
+
+    def run(self, *args: Any) -> Any:
+        """One Redis command, coalesced with concurrent ones (raises Redis errors)."""
+        return self._run(*args)
+
+    def run_many(self, commands: list[tuple[Any, ...]]) -> list[Any]:
+        """Several commands at once (one round trip when pipelining); each
+        one's reply, or the exception it failed with, in order."""
+        if self._pipeline:
+            return self._pipeline.execute_many(commands)
+        replies: list[Any] = []
+        for command in commands:
+            try:
+                replies.append(self._redis.execute_command(*command))
+            except redis.RedisError as e:
+                replies.append(e)
+        return replies
+
+    def last_messages(self, chats: list[Chat]) -> list[StoredMessage | None]:
+        """Each chat's newest message (None: no message, or no such chat)."""
+        replies = self.run_many([("XREVRANGE", stream_key(chat), "+", "-", "COUNT", 1) for chat in chats])
+        last: list[StoredMessage | None] = []
+        for reply in replies:
+            if isinstance(reply, Exception):
+                with storage_errors():
+                    raise reply
+            last.append(StoredMessage(_send_time(reply[0][0]), reply[0][1]["s"], reply[0][1]["t"]) if reply else None)
+        return last
 
     def ping(self) -> bool:
         with storage_errors():
@@ -202,7 +244,8 @@ class MessageStore:
             with contextlib.suppress(Exception):  # nobody answers yet: the next failure tries again
                 self._redis.nodes_manager.initialize()
 
-    def _eval(self, script: LuaScript, keys: list[str], args: list[str | int]) -> Any:
+    def eval_script(self, script: LuaScript, keys: list[str], args: list[str | int]) -> Any:
+        """Run a script by its SHA1, loading it first if Redis lost it (it did not run then)."""
         command = ("EVALSHA", script.sha, len(keys), *keys, *args)
         try:
             return self._run(*command)
@@ -213,3 +256,9 @@ class MessageStore:
 
 def _send_time(entry_id: str) -> int:
     return int(entry_id.partition("-")[0])
+
+
+def _fields(raw: list[str]) -> tuple[str, str]:
+    """(sender, text) from an entry's flat field list, as a script returns it."""
+    fields = dict(zip(raw[::2], raw[1::2], strict=True))
+    return fields["s"], fields["t"]

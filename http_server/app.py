@@ -10,15 +10,21 @@ import falcon
 
 import idl
 from http_server import config, endpoints
+from http_server.auth import Authentication
 from http_server.errors import handle_unexpected, serialize_error
 from http_server.logs import configure_logging
-from http_server.resources import Health, MessageService, OpenApiSpec, Ping, Pull, Send
+from http_server.resources import AdminChat, AdminUser, Chats, Health, MessageService, OpenApiSpec, Ping, Pull, Send
 from http_server.rpc_pool import RpcClientPool
 from http_server.telemetry import Metrics, RequestTelemetry
 
 
-def create_app(service: MessageService, max_body_bytes: int) -> falcon.App[falcon.Request, falcon.Response]:
-    app = falcon.App(middleware=[RequestTelemetry()])
+def create_app(
+    service: MessageService, max_body_bytes: int, auth: Authentication | None = None
+) -> falcon.App[falcon.Request, falcon.Response]:
+    # auth None: AUTH_MODE none (every caller None). (The annotation lets mypy type the mixed list.)
+    app: falcon.App[falcon.Request, falcon.Response] = falcon.App(
+        middleware=[RequestTelemetry(), auth or Authentication()]
+    )
     app.req_options.default_media_type = falcon.MEDIA_JSON
     app.resp_options.default_media_type = falcon.MEDIA_JSON
     app.set_error_serializer(serialize_error)
@@ -29,6 +35,9 @@ def create_app(service: MessageService, max_body_bytes: int) -> falcon.App[falco
     app.add_route("/openapi.json", OpenApiSpec())
     app.add_route("/api/send", Send(service, max_body_bytes))
     app.add_route("/api/pull", Pull(service, max_body_bytes))
+    app.add_route("/api/chats", Chats(service, max_body_bytes))
+    app.add_route("/api/admin/chats/{chat}", AdminChat(service))
+    app.add_route("/api/admin/users/{user}", AdminUser(service))
     return app
 
 
@@ -50,4 +59,4 @@ def get_app() -> falcon.App[falcon.Request, falcon.Response]:
         cfg.rpc_connect_timeout_ms / 1000,
         cfg.rpc_timeout_ms / 1000,
     )
-    return create_app(MessageService(rpc, pool), cfg.max_body_bytes)
+    return create_app(MessageService(rpc, pool), cfg.max_body_bytes, auth=Authentication(cfg))

@@ -9,8 +9,14 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, fields
+
+import jwt
+from cryptography.exceptions import UnsupportedAlgorithm
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 
 
 def _available_cpus() -> int:
@@ -41,6 +47,14 @@ class Config:
     graceful_timeout_s: int = 10
     log_level: str = "INFO"
     log_requests: int = 1
+    auth_mode: str = "none"
+    auth_user_header: str = "X-User-Id"
+    jwt_secret: str = ""
+    jwt_public_key_file: str = ""
+    jwt_issuer: str = ""
+    jwt_audience: str = ""
+    jwt_user_claim: str = "sub"
+    jwt_leeway_s: int = 30
 
 
 # field -> (environment variable, help)
@@ -63,7 +77,32 @@ _SOURCES = {
     "graceful_timeout_s": ("HTTP_GRACEFUL_TIMEOUT_S", "on SIGTERM, how long requests in flight may take to finish"),
     "log_level": ("LOG_LEVEL", "DEBUG, INFO, WARNING or ERROR"),
     "log_requests": ("LOG_REQUESTS", "1: a JSON log line per request; 0: none"),
+    "auth_mode": ("AUTH_MODE", "none; header (a gateway names the user in AUTH_USER_HEADER); jwt (a bearer token)"),
+    "auth_user_header": ("AUTH_USER_HEADER", "AUTH_MODE=header: the header in which the gateway names the user"),
+    "jwt_secret": ("JWT_SECRET", "AUTH_MODE=jwt: the HS256 secret, 32 bytes or more (prefer the variable to the flag)"),
+    "jwt_public_key_file": ("JWT_PUBLIC_KEY_FILE", "AUTH_MODE=jwt: PEM file of the RS256 public key (or JWT_SECRET)"),
+    "jwt_issuer": ("JWT_ISSUER", "AUTH_MODE=jwt: if set, the `iss` every token must have"),
+    "jwt_audience": ("JWT_AUDIENCE", "AUTH_MODE=jwt: if set, an `aud` every token must have"),
+    "jwt_user_claim": ("JWT_USER_CLAIM", "AUTH_MODE=jwt: the claim naming the user"),
+    "jwt_leeway_s": ("JWT_LEEWAY_S", "AUTH_MODE=jwt: clock skew allowed on exp, nbf and iat, in seconds"),
 }
+
+AUTH_MODES = ("none", "header", "jwt")
+JWT_MIN_SECRET_BYTES = 32  # RFC 7518 3.2: an HS256 key at least as long as the hash
+JWT_MIN_RSA_BITS = 2048  # RFC 7518 3.3
+_HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # an HTTP token (RFC 9110 5.1)
+
+
+class ConfigError(ValueError):
+    """A setting that cannot work, reported at start-up rather than on the first request."""
+
+
+@dataclass(frozen=True)
+class JwtKey:
+    """What tokens are verified with: one algorithm, never chosen by the token."""
+
+    algorithm: str  # "HS256" or "RS256"
+    key: str | RSAPublicKey
 
 
 def parser(environ: Mapping[str, str] = os.environ) -> argparse.ArgumentParser:
@@ -83,7 +122,61 @@ def load(argv: Sequence[str] | None = None, environ: Mapping[str, str] = os.envi
     cfg = Config(**vars(parser(environ).parse_args(argv)))
     if not (cfg.rpc_dns or cfg.rpc_etcd):
         parse_addresses(cfg.rpc_addr)  # a bad RPC_ADDR fails at start-up, not on the first request
+    check_auth(cfg)  # so does a bad access-control setting (ConfigError)
     return cfg
+
+
+def check_auth(cfg: Config) -> JwtKey | None:
+    """Check the access-control settings (ConfigError); with AUTH_MODE=jwt, read the key."""
+    if cfg.auth_mode not in AUTH_MODES:
+        raise ConfigError(f"AUTH_MODE must be one of {', '.join(AUTH_MODES)}, not {cfg.auth_mode!r}")
+    if cfg.auth_mode != "jwt":
+        # A key without AUTH_MODE=jwt is most likely a forgotten AUTH_MODE: refuse rather than run open.
+        for name in ("jwt_secret", "jwt_public_key_file"):
+            if getattr(cfg, name):
+                env = _SOURCES[name][0]
+                raise ConfigError(f"{env} is set but AUTH_MODE is {cfg.auth_mode}: set AUTH_MODE=jwt, or unset {env}")
+    if cfg.auth_mode == "header" and not _HEADER_NAME.fullmatch(cfg.auth_user_header):
+        raise ConfigError(f"AUTH_USER_HEADER must be a header name, not {cfg.auth_user_header!r}")
+    if cfg.auth_mode != "jwt":
+        return None
+    if not cfg.jwt_user_claim:
+        raise ConfigError("JWT_USER_CLAIM must not be empty")
+    if cfg.jwt_leeway_s < 0:
+        raise ConfigError(f"JWT_LEEWAY_S must be 0 or more, not {cfg.jwt_leeway_s}")
+    if bool(cfg.jwt_secret) == bool(cfg.jwt_public_key_file):
+        raise ConfigError("AUTH_MODE=jwt needs exactly one of JWT_SECRET (HS256) or JWT_PUBLIC_KEY_FILE (RS256)")
+    if cfg.jwt_secret:
+        return JwtKey("HS256", _hs256_secret(cfg.jwt_secret))
+    return JwtKey("RS256", _rs256_public_key(cfg.jwt_public_key_file))
+
+
+def _hs256_secret(secret: str) -> str:
+    # Never put the secret itself in a message.
+    if len(secret.encode()) < JWT_MIN_SECRET_BYTES:
+        raise ConfigError(f"JWT_SECRET must be at least {JWT_MIN_SECRET_BYTES} bytes (RFC 7518 3.2)")
+    try:
+        jwt.get_algorithm_by_name("HS256").prepare_key(secret)
+    except jwt.InvalidKeyError:  # a PEM, SSH or JWK text: a public key used as a secret invites alg confusion
+        raise ConfigError("JWT_SECRET looks like a public key or a JWK, not a shared secret") from None
+    return secret
+
+
+def _rs256_public_key(path: str) -> RSAPublicKey:
+    try:
+        with open(path, "rb") as f:
+            pem = f.read()
+    except OSError as e:
+        raise ConfigError(f"JWT_PUBLIC_KEY_FILE {path}: cannot read it: {e.strerror or e}") from None
+    try:
+        key = serialization.load_pem_public_key(pem)
+    except (ValueError, TypeError, UnsupportedAlgorithm):
+        raise ConfigError(f"JWT_PUBLIC_KEY_FILE {path}: not a PEM public key") from None
+    if not isinstance(key, RSAPublicKey):
+        raise ConfigError(f"JWT_PUBLIC_KEY_FILE {path}: not an RSA public key (RS256 needs one)")
+    if key.key_size < JWT_MIN_RSA_BITS:
+        raise ConfigError(f"JWT_PUBLIC_KEY_FILE {path}: {key.key_size} bits; RS256 needs {JWT_MIN_RSA_BITS} or more")
+    return key
 
 
 def parse_addresses(addresses: str) -> list[tuple[str, int]]:

@@ -246,13 +246,16 @@ class HttpServer(Process):
         self.wait_ready(lambda: requests.get(self.url + "/ping", timeout=1).status_code == 200)
 
 
+ADMIN_TOKEN = "test-admin-token"
+
+
 class Stack:
-    """Redis, an RPC server and gunicorn, wired together."""
+    """Redis, an RPC server (with ADMIN_TOKEN) and gunicorn, wired together."""
 
     def __init__(self, directory: Path, rpc_workers: str = "1") -> None:
         """`rpc_workers` "0": the production default (the CPUs available)."""
         self.redis = RedisServer(directory / "redis")
-        self.rpc = RpcServer(directory, self.redis.url, RPC_WORKERS=rpc_workers)
+        self.rpc = RpcServer(directory, self.redis.url, RPC_WORKERS=rpc_workers, ADMIN_TOKEN=ADMIN_TOKEN)
         self.http = HttpServer(directory, self.rpc.port)
 
     def start(self) -> Stack:

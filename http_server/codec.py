@@ -24,7 +24,16 @@ MESSAGES: dict[str, dict[str, str]] = {
     "SendRequest": {"chat": "string", "text": "string", "sender": "string", "receiver": "string"},
     "SendResponse": {"send_time": "int64"},
     "PullRequest": {"chat": "string", "cursor": "int64", "limit": "int32", "reverse": "bool"},
-    "PullResponse": {"messages": "repeated Message", "has_more": "bool", "next_cursor": "int64"},
+    "PullResponse": {
+        "messages": "repeated Message",
+        "has_more": "bool",
+        "next_cursor": "int64",
+        "history_truncated": "bool",
+    },
+    "ListChatsRequest": {"user": "string", "cursor": "int64", "limit": "int32"},
+    "ChatSummary": {"chat": "string", "last_send_time": "int64", "last_message": "Message"},
+    "ListChatsResponse": {"chats": "repeated ChatSummary", "has_more": "bool", "next_cursor": "int64"},
+    "AdminResponse": {"chats_deleted": "int32", "messages_deleted": "int64"},
 }
 
 INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
@@ -44,13 +53,16 @@ def decode(message: str, params: Params) -> dict[str, Any]:
 
 def encode(message: str, value: Any) -> dict[str, Any]:
     """Write a Thrift struct (or any object with the CamelCase attributes) as
-    `message`'s JSON: every key present, defaults filled in."""
+    `message`'s JSON: every key present, defaults filled in (an absent
+    nested message is null)."""
     out: dict[str, Any] = {}
     for name, kind in MESSAGES[message].items():
         field = getattr(value, thrift_name(name), None)
         if kind.startswith("repeated "):
             item = kind.removeprefix("repeated ")
             out[name] = [encode(item, element) for element in field or ()]
+        elif kind in MESSAGES:  # a nested message: null when absent
+            out[name] = encode(kind, field) if field is not None else None
         elif kind == "bool":
             out[name] = bool(field)
         elif kind == "string":

@@ -16,7 +16,7 @@ import falcon
 log = logging.getLogger(__name__)
 
 # Thrift Codes the RPC server may answer with, and so HTTP statuses we pass on.
-PASSED_ON_CODES = frozenset({400, 422, 429, 503})
+PASSED_ON_CODES = frozenset({400, 401, 403, 422, 429, 503})
 
 
 class ApiError(falcon.HTTPError):
@@ -24,6 +24,8 @@ class ApiError(falcon.HTTPError):
 
     def __init__(self, status: int, msg: str, retry_after_s: int = 1) -> None:
         headers = {"Retry-After": str(retry_after_s)} if status in (429, 503) else {}
+        if status == 401:
+            headers["WWW-Authenticate"] = "Bearer"
         if status == 413:
             # Answered before the body is read: close rather than drain what the client announced.
             headers["Connection"] = "close"

@@ -24,14 +24,32 @@ class MessageService:
         self._rpc = rpc  # the module thriftpy2 loaded from idl_rpc.thrift
         self._pool = pool
 
-    def send(self, chat: str, text: str, sender: str, idempotency_key: str | None, request_id: str) -> int:
+    def send(
+        self, chat: str, text: str, sender: str, idempotency_key: str | None, caller: str | None, request_id: str
+    ) -> int:
         message = self._rpc.Message(Chat=chat, Text=text, Sender=sender)
-        request = self._rpc.SendRequest(message=message, IdempotencyKey=idempotency_key, RequestId=request_id)
+        request = self._rpc.SendRequest(
+            message=message, IdempotencyKey=idempotency_key, Caller=caller, RequestId=request_id
+        )
         return int(self._call("Send", request).SendTime)
 
-    def pull(self, chat: str, cursor: int, limit: int, reverse: bool, request_id: str) -> Any:
-        request = self._rpc.PullRequest(Chat=chat, Cursor=cursor, Limit=limit, Reverse=reverse, RequestId=request_id)
+    def pull(self, chat: str, cursor: int, limit: int, reverse: bool, caller: str | None, request_id: str) -> Any:
+        request = self._rpc.PullRequest(
+            Chat=chat, Cursor=cursor, Limit=limit, Reverse=reverse, Caller=caller, RequestId=request_id
+        )
         return self._call("Pull", request)
+
+    def list_chats(self, user: str, cursor: int, limit: int, caller: str | None, request_id: str) -> Any:
+        request = self._rpc.ListChatsRequest(User=user, Cursor=cursor, Limit=limit, Caller=caller, RequestId=request_id)
+        return self._call("ListChats", request)
+
+    def delete_chat(self, chat: str, admin_token: str | None, request_id: str) -> Any:
+        request = self._rpc.DeleteChatRequest(Chat=chat, AdminToken=admin_token, RequestId=request_id)
+        return self._call("DeleteChat", request)
+
+    def erase_user(self, user: str, admin_token: str | None, request_id: str) -> Any:
+        request = self._rpc.EraseUserRequest(User=user, AdminToken=admin_token, RequestId=request_id)
+        return self._call("EraseUser", request)
 
     def health(self, request_id: str) -> Any:
         """The RPC server's own readiness answer (it asks Redis); RpcUnavailable if it cannot answer."""
@@ -102,7 +120,12 @@ class Send:
             chat = f"{sender}:{receiver}"
         req.context.chat = chat
         send_time = self._service.send(
-            chat or "", fields["text"] or "", sender, req.get_header("Idempotency-Key"), req.context.request_id
+            chat or "",
+            fields["text"] or "",
+            sender,
+            req.get_header("Idempotency-Key"),
+            caller(req),
+            req.context.request_id,
         )
         resp.media = {"send_time": send_time}
 
@@ -122,6 +145,58 @@ class Pull:
             fields["cursor"] or 0,
             codec.clamp_int32(fields["limit"] or 0),
             fields["reverse"] or False,
+            caller(req),
             req.context.request_id,
         )
         resp.media = codec.encode("PullResponse", page)
+
+
+class Chats:
+    """GET /api/chats?user=u&cursor=&limit= -> the user's conversation list,
+    most recently active first (user defaults to the authenticated caller)."""
+
+    def __init__(self, service: MessageService, max_body_bytes: int) -> None:
+        self._service = service
+        self._max_body_bytes = max_body_bytes
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        fields = codec.decode("ListChatsRequest", read_params(req, self._max_body_bytes))
+        user = fields["user"] or caller(req) or ""
+        page = self._service.list_chats(
+            user, fields["cursor"] or 0, codec.clamp_int32(fields["limit"] or 0), caller(req), req.context.request_id
+        )
+        resp.media = codec.encode("ListChatsResponse", page)
+
+
+class AdminChat:
+    """DELETE /api/admin/chats/{chat}: delete a chat (Authorization: Bearer <ADMIN_TOKEN>,
+    checked by the RPC server)."""
+
+    def __init__(self, service: MessageService) -> None:
+        self._service = service
+
+    def on_delete(self, req: falcon.Request, resp: falcon.Response, chat: str) -> None:
+        req.context.chat = chat
+        answer = self._service.delete_chat(chat, bearer_token(req), req.context.request_id)
+        resp.media = codec.encode("AdminResponse", answer)
+
+
+class AdminUser:
+    """DELETE /api/admin/users/{user}: erase a user and every chat they are in."""
+
+    def __init__(self, service: MessageService) -> None:
+        self._service = service
+
+    def on_delete(self, req: falcon.Request, resp: falcon.Response, user: str) -> None:
+        answer = self._service.erase_user(user, bearer_token(req), req.context.request_id)
+        resp.media = codec.encode("AdminResponse", answer)
+
+
+def caller(req: falcon.Request) -> str | None:
+    """The authenticated user (set by the auth middleware; None with AUTH_MODE=none)."""
+    return getattr(req.context, "caller", None)
+
+
+def bearer_token(req: falcon.Request) -> str | None:
+    scheme, _, token = (req.get_header("Authorization") or "").partition(" ")
+    return token.strip() if scheme.lower() == "bearer" and token.strip() else None

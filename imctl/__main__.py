@@ -70,6 +70,31 @@ def cmd_health(client: Client, args: argparse.Namespace) -> None:
     print(json.dumps(result) if args.json else f"ready: {', '.join(f'{k} {v}' for k, v in result.items())}")
 
 
+def cmd_chats(client: Client, args: argparse.Namespace) -> None:
+    page = client.list_chats(args.user or "", args.cursor, args.limit)
+    if args.json:
+        print(json.dumps(page))
+        return
+    for chat in page["chats"]:
+        last = chat["last_message"]
+        print(f"{chat['chat']}  {show_message(last) if last else local_time(chat['last_send_time'])}")
+    if page["has_more"]:
+        print(f"(more: --cursor {page['next_cursor']})")
+
+
+def cmd_admin(client: Client, args: argparse.Namespace) -> None:
+    if not args.admin_token:
+        raise ServiceError(401, "an admin token is required (--admin-token or $ADMIN_TOKEN)")
+    if args.command == "delete-chat":
+        result = client.delete_chat(args.chat, args.admin_token)
+    else:
+        result = client.erase_user(args.user, args.admin_token)
+    if args.json:
+        print(json.dumps(result))
+    else:
+        print(f"deleted {result['chats_deleted']} chat(s), {result['messages_deleted']} message(s)")
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="imctl", description="Command-line client of the IM backend.")
     p.add_argument(
@@ -86,6 +111,11 @@ def parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--timeout", type=float, default=5.0, help="seconds per call (default 5)")
     p.add_argument("--json", action="store_true", help="print the raw JSON")
+    p.add_argument(
+        "--token",
+        default=os.environ.get("IMCTL_TOKEN"),
+        help="bearer token for a server with AUTH_MODE=jwt ($IMCTL_TOKEN)",
+    )
     commands = p.add_subparsers(dest="command", required=True)
 
     send = commands.add_parser("send", help="send a message")
@@ -111,13 +141,32 @@ def parser() -> argparse.ArgumentParser:
 
     health = commands.add_parser("health", help="is the service ready? (exit 0: yes; usable as a probe)")
     health.set_defaults(run=cmd_health)
+
+    chats = commands.add_parser("chats", help="a user's chats, most recently active first")
+    chats.add_argument("--user", help="whose chats (with AUTH_MODE on: the caller, the default)")
+    chats.add_argument("--cursor", type=int, default=0, help="a last_send_time (inclusive); 0 = the most recent")
+    chats.add_argument("--limit", type=int, default=10)
+    chats.set_defaults(run=cmd_chats)
+
+    delete_chat = commands.add_parser("delete-chat", help="admin: delete a chat and its list entries")
+    delete_chat.add_argument("--chat", required=True)
+    delete_chat.set_defaults(run=cmd_admin)
+    erase_user = commands.add_parser("erase-user", help="admin: delete every chat of a user, and the user's state")
+    erase_user.add_argument("--user", required=True)
+    erase_user.set_defaults(run=cmd_admin)
+    for admin in (delete_chat, erase_user):
+        admin.add_argument(
+            "--admin-token", default=os.environ.get("ADMIN_TOKEN"), help="the RPC server's ADMIN_TOKEN ($ADMIN_TOKEN)"
+        )
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
-        client: Client = ThriftClient(args.rpc, args.timeout) if args.rpc else HttpClient(args.url, args.timeout)
+        client: Client = (
+            ThriftClient(args.rpc, args.timeout) if args.rpc else HttpClient(args.url, args.timeout, args.token)
+        )
         try:
             args.run(client, args)
         finally:

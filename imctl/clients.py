@@ -32,24 +32,46 @@ class Client(Protocol):
 
     def health(self) -> dict[str, Any]: ...
 
+    def list_chats(self, user: str, cursor: int = 0, limit: int = 0) -> dict[str, Any]: ...
+
+    def delete_chat(self, chat: str, admin_token: str) -> dict[str, Any]: ...
+
+    def erase_user(self, user: str, admin_token: str) -> dict[str, Any]: ...
+
     def close(self) -> None: ...
 
 
 class HttpClient:
-    def __init__(self, base_url: str, timeout_s: float) -> None:
+    def __init__(self, base_url: str, timeout_s: float, token: str | None = None) -> None:
         self._base_url = base_url.rstrip("/")
         self._timeout_s = timeout_s
+        # With AUTH_MODE=jwt on the server: the caller's bearer token.
+        self._auth = {"Authorization": f"Bearer {token}"} if token else {}
 
     def send(self, chat: str, sender: str, text: str, idempotency_key: str | None = None) -> dict[str, Any]:
         body = json.dumps({"chat": chat, "sender": sender, "text": text}).encode()
-        headers = {"Content-Type": "application/json"}
+        headers = {"Content-Type": "application/json", **self._auth}
         if idempotency_key:
             headers["Idempotency-Key"] = idempotency_key
         return self._call(urllib.request.Request(self._base_url + "/api/send", body, headers, method="POST"))
 
     def pull(self, chat: str, cursor: int = 0, limit: int = 0, reverse: bool = False) -> dict[str, Any]:
         query = urllib.parse.urlencode({"chat": chat, "cursor": cursor, "limit": limit, "reverse": str(reverse)})
-        return self._call(urllib.request.Request(f"{self._base_url}/api/pull?{query}"))
+        return self._call(urllib.request.Request(f"{self._base_url}/api/pull?{query}", headers=self._auth))
+
+    def list_chats(self, user: str, cursor: int = 0, limit: int = 0) -> dict[str, Any]:
+        query = urllib.parse.urlencode({"user": user, "cursor": cursor, "limit": limit} if user else {"limit": limit})
+        return self._call(urllib.request.Request(f"{self._base_url}/api/chats?{query}", headers=self._auth))
+
+    def delete_chat(self, chat: str, admin_token: str) -> dict[str, Any]:
+        return self._admin(f"/api/admin/chats/{urllib.parse.quote(chat)}", admin_token)
+
+    def erase_user(self, user: str, admin_token: str) -> dict[str, Any]:
+        return self._admin(f"/api/admin/users/{urllib.parse.quote(user)}", admin_token)
+
+    def _admin(self, path: str, admin_token: str) -> dict[str, Any]:
+        headers = {"Authorization": f"Bearer {admin_token}"}
+        return self._call(urllib.request.Request(self._base_url + path, headers=headers, method="DELETE"))
 
     def health(self) -> dict[str, Any]:
         """The HTTP server's readiness (it asks the RPC server, which asks Redis)."""
@@ -98,13 +120,29 @@ class ThriftClient:
         request = self._rpc.PullRequest(Chat=chat, Cursor=cursor, Limit=limit, Reverse=reverse)
         page = self._call("Pull", request)
         return {
-            "messages": [
-                {"chat": m.Chat, "text": m.Text, "sender": m.Sender, "send_time": m.SendTime}
-                for m in page.Messages or []
-            ],
+            "messages": [_message(m) for m in page.Messages or []],
             "has_more": bool(page.HasMore),
             "next_cursor": page.NextCursor or 0,
+            "history_truncated": bool(page.HistoryTruncated),
         }
+
+    def list_chats(self, user: str, cursor: int = 0, limit: int = 0) -> dict[str, Any]:
+        page = self._call("ListChats", self._rpc.ListChatsRequest(User=user, Cursor=cursor, Limit=limit))
+        chats = [
+            {
+                "chat": c.Chat,
+                "last_send_time": c.LastSendTime,
+                "last_message": _message(c.LastMessage) if c.LastMessage else None,
+            }
+            for c in page.Chats or []
+        ]
+        return {"chats": chats, "has_more": bool(page.HasMore), "next_cursor": page.NextCursor or 0}
+
+    def delete_chat(self, chat: str, admin_token: str) -> dict[str, Any]:
+        return _erased(self._call("DeleteChat", self._rpc.DeleteChatRequest(Chat=chat, AdminToken=admin_token)))
+
+    def erase_user(self, user: str, admin_token: str) -> dict[str, Any]:
+        return _erased(self._call("EraseUser", self._rpc.EraseUserRequest(User=user, AdminToken=admin_token)))
 
     def health(self) -> dict[str, Any]:
         """The RPC server's readiness (it asks Redis)."""
@@ -122,3 +160,11 @@ class ThriftClient:
         if response.Code != 0:
             raise ServiceError(response.Code, response.Msg)
         return response
+
+
+def _message(m: Any) -> dict[str, Any]:
+    return {"chat": m.Chat, "text": m.Text, "sender": m.Sender, "send_time": m.SendTime}
+
+
+def _erased(answer: Any) -> dict[str, Any]:
+    return {"chats_deleted": answer.ChatsDeleted or 0, "messages_deleted": answer.MessagesDeleted or 0}

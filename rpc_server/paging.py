@@ -47,20 +47,22 @@ class Page(Generic[T]):
     truncated: bool = False  # messages this page's direction would reach were trimmed
 
 
-def history_truncated(cursor: int, reverse: bool, has_more: bool, max_deleted: int) -> bool:
+def history_truncated(cursor: int, reverse: bool, has_more: bool, trimmed_before: int) -> bool:
     """Did retention remove messages that belong in this page or a later one?
 
-    `max_deleted` is the newest trimmed send_time (0: nothing ever trimmed).
-    Trimming takes the oldest messages, so exactly those at or before it are
-    gone. Ascending from `cursor`, some were skipped iff one of them is at or
-    after the cursor (cursor 0: from the very first). Reverse, pages reach
-    them only at the end: the last page (no more) says so.
+    `trimmed_before` is 0 if the chat never lost a message, else the
+    send_time of its oldest retained message (-1: none retained). Trimming
+    takes the oldest messages first, so every one removed is older than it.
+    Ascending from `cursor`, the page starts after removed ones iff the
+    cursor lies before the oldest retained message (cursor 0: from the very
+    first). Reverse, pages reach them only at the end: the last page (no
+    more) says so.
     """
-    if max_deleted <= 0:
+    if trimmed_before == 0:
         return False
     if reverse:
         return not has_more
-    return cursor <= max_deleted
+    return trimmed_before < 0 or cursor < trimmed_before
 
 
 def make_page(fetched: Sequence[T], limit: int, send_time_of: Callable[[T], int]) -> Page[T]:

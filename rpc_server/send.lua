@@ -18,9 +18,9 @@
 -- Retention is applied here, on write, in the same atomic step: messages
 -- older than the maximum age are trimmed exactly (XTRIM MINID), and beyond
 -- the maximum count whole stream nodes are (XTRIM MAXLEN ~: at least that
--- many are kept, at most one node of 100 more). The newest message is never
--- trimmed. Trimmed IDs are remembered by the stream (max-deleted-entry-id),
--- which is how a pull tells "history was trimmed" from "no more history".
+-- many are kept, at most one node more). The newest message is never
+-- trimmed. The stream counts every entry ever added, which is how a pull
+-- tells "history was trimmed" from "no more history" (read.lua).
 
 local stream, record = KEYS[1], KEYS[2]
 

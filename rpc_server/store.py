@@ -158,12 +158,12 @@ class MessageStore:
         first, last = range_bounds(cursor, reverse)
         command = "XREVRANGE" if reverse else "XRANGE"
         with storage_errors():
-            entries, max_deleted = self.eval_script(
+            entries, trimmed_before = self.eval_script(
                 self._read_script, [stream_key(chat)], [command, first, last, limit + 1]
             )
         fetched = [StoredMessage(_send_time(entry_id), *_fields(raw)) for entry_id, raw in entries]
         page = make_page(fetched, limit, lambda m: m.send_time)
-        truncated = history_truncated(cursor, reverse, page.has_more, int(max_deleted))
+        truncated = history_truncated(cursor, reverse, page.has_more, int(trimmed_before))
         return Page(page.items, page.has_more, page.next_cursor, truncated)
 
     @property

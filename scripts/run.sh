@@ -34,7 +34,9 @@ fi
 # All tiers share this machine's CPUs, and the HTTP workers already use them
 # all: one RPC process (measured on 2 cores, a second one cut sends from 5.6k
 # to 5.1k/s). On a host or pod of its own, rpc_server defaults to one per CPU.
-RPC_WORKERS="${RPC_WORKERS:-1}" "$PY" -m rpc_server &
+# The Thrift port is an internal interface (no authentication of its own):
+# on loopback unless RPC_HOST says otherwise.
+RPC_HOST="${RPC_HOST:-127.0.0.1}" RPC_WORKERS="${RPC_WORKERS:-1}" "$PY" -m rpc_server &
 pids+=($!)
 : "${RPC_ADDR:=127.0.0.1:${RPC_PORT:-8888}}"
 export RPC_ADDR

@@ -42,6 +42,7 @@ def test_seed_send_example_stores_and_returns_send_time(api: Api, chat: str) -> 
         "messages": [{"chat": chat, "text": "hello", "sender": member, "send_time": send_time}],
         "has_more": False,
         "next_cursor": 0,
+        "history_truncated": False,
     }
 
 
@@ -104,7 +105,7 @@ def test_pull_form_encoding(api: Api, chat: str) -> None:
 
 
 def test_empty_pull_has_every_key(api: Api, chat: str) -> None:
-    assert api.pull_ok(chat) == {"messages": [], "has_more": False, "next_cursor": 0}
+    assert api.pull_ok(chat) == {"messages": [], "has_more": False, "next_cursor": 0, "history_truncated": False}
 
 
 def test_response_fields_match_the_http_idl(api: Api, chat: str) -> None:

@@ -81,10 +81,14 @@ def test_openapi_schemas_match_the_codec() -> None:
             if kind.startswith("repeated "):
                 assert prop["type"] == "array"
                 assert properties[name]["items"]["$ref"].endswith("/" + kind.removeprefix("repeated "))
+            elif kind in codec.MESSAGES:  # a nested message, or null when absent
+                refs = [option.get("$ref", "") for option in properties[name]["oneOf"]]
+                assert any(ref.endswith("/" + kind) for ref in refs), (message, name)
+                assert {"type": "null"} in properties[name]["oneOf"], (message, name)
             else:
                 assert prop["type"] == JSON_SCHEMA_TYPES[kind], (message, name)
     # Responses always carry every key: the codec fills in defaults.
-    for message in ("Message", "SendResponse", "PullResponse"):
+    for message in ("Message", "SendResponse", "PullResponse", "ChatSummary", "ListChatsResponse", "AdminResponse"):
         assert set(spec["components"]["schemas"][message]["required"]) == set(codec.MESSAGES[message])
 
 
@@ -92,6 +96,11 @@ def test_both_pull_encodings_are_documented() -> None:
     pull = _spec()["paths"]["/api/pull"]["get"]
     assert {p["name"] for p in pull["parameters"] if p["in"] == "query"} == set(codec.MESSAGES["PullRequest"])
     assert pull["requestBody"]["content"]["application/json"]["schema"]["$ref"].endswith("/PullRequest")
+
+
+def test_chats_query_fields_are_documented() -> None:
+    chats = _spec()["paths"]["/api/chats"]["get"]
+    assert {p["name"] for p in chats["parameters"] if p["in"] == "query"} == set(codec.MESSAGES["ListChatsRequest"])
 
 
 def test_schemathesis_finds_no_failures(stack: Stack, tmp_path: Path) -> None:

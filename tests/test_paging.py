@@ -1,6 +1,6 @@
 """Cursor math: pure logic, no server."""
 
-from rpc_server.paging import effective_limit, make_page, range_bounds
+from rpc_server.paging import effective_limit, history_truncated, make_page, range_bounds
 
 
 def test_limit_zero_means_ten_and_large_limits_are_clamped() -> None:
@@ -58,3 +58,22 @@ def test_paging_through_a_sequence_yields_each_item_once() -> None:
                 break
             cursor = page.next_cursor
         assert seen == (list(reversed(times)) if reverse else times)
+
+
+def test_history_truncated_only_when_something_was_trimmed() -> None:
+    for cursor, reverse, has_more in [(0, False, False), (5, False, True), (0, True, False), (9, True, True)]:
+        assert history_truncated(cursor, reverse, has_more, trimmed_before=0) is False
+
+
+def test_history_truncated_ascending_when_the_cursor_is_before_the_oldest_retained() -> None:
+    assert history_truncated(0, False, True, trimmed_before=100) is True
+    assert history_truncated(99, False, False, trimmed_before=100) is True
+    assert history_truncated(100, False, False, trimmed_before=100) is False
+    assert history_truncated(150, False, True, trimmed_before=100) is False
+    assert history_truncated(150, False, False, trimmed_before=-1) is True  # nothing retained at all
+
+
+def test_history_truncated_reverse_only_on_the_last_page() -> None:
+    assert history_truncated(0, True, True, trimmed_before=100) is False
+    assert history_truncated(500, True, False, trimmed_before=100) is True
+    assert history_truncated(50, True, False, trimmed_before=100) is True

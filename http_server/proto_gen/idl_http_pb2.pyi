@@ -49,11 +49,51 @@ class PullRequest(_message.Message):
     def __init__(self, chat: _Optional[str] = ..., cursor: _Optional[int] = ..., limit: _Optional[int] = ..., reverse: _Optional[bool] = ...) -> None: ...
 
 class PullResponse(_message.Message):
-    __slots__ = ("messages", "has_more", "next_cursor")
+    __slots__ = ("messages", "has_more", "next_cursor", "history_truncated")
     MESSAGES_FIELD_NUMBER: _ClassVar[int]
     HAS_MORE_FIELD_NUMBER: _ClassVar[int]
     NEXT_CURSOR_FIELD_NUMBER: _ClassVar[int]
+    HISTORY_TRUNCATED_FIELD_NUMBER: _ClassVar[int]
     messages: _containers.RepeatedCompositeFieldContainer[Message]
     has_more: bool
     next_cursor: int
-    def __init__(self, messages: _Optional[_Iterable[_Union[Message, _Mapping]]] = ..., has_more: _Optional[bool] = ..., next_cursor: _Optional[int] = ...) -> None: ...
+    history_truncated: bool
+    def __init__(self, messages: _Optional[_Iterable[_Union[Message, _Mapping]]] = ..., has_more: _Optional[bool] = ..., next_cursor: _Optional[int] = ..., history_truncated: _Optional[bool] = ...) -> None: ...
+
+class ListChatsRequest(_message.Message):
+    __slots__ = ("user", "cursor", "limit")
+    USER_FIELD_NUMBER: _ClassVar[int]
+    CURSOR_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    user: str
+    cursor: int
+    limit: int
+    def __init__(self, user: _Optional[str] = ..., cursor: _Optional[int] = ..., limit: _Optional[int] = ...) -> None: ...
+
+class ChatSummary(_message.Message):
+    __slots__ = ("chat", "last_send_time", "last_message")
+    CHAT_FIELD_NUMBER: _ClassVar[int]
+    LAST_SEND_TIME_FIELD_NUMBER: _ClassVar[int]
+    LAST_MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    chat: str
+    last_send_time: int
+    last_message: Message
+    def __init__(self, chat: _Optional[str] = ..., last_send_time: _Optional[int] = ..., last_message: _Optional[_Union[Message, _Mapping]] = ...) -> None: ...
+
+class ListChatsResponse(_message.Message):
+    __slots__ = ("chats", "has_more", "next_cursor")
+    CHATS_FIELD_NUMBER: _ClassVar[int]
+    HAS_MORE_FIELD_NUMBER: _ClassVar[int]
+    NEXT_CURSOR_FIELD_NUMBER: _ClassVar[int]
+    chats: _containers.RepeatedCompositeFieldContainer[ChatSummary]
+    has_more: bool
+    next_cursor: int
+    def __init__(self, chats: _Optional[_Iterable[_Union[ChatSummary, _Mapping]]] = ..., has_more: _Optional[bool] = ..., next_cursor: _Optional[int] = ...) -> None: ...
+
+class AdminResponse(_message.Message):
+    __slots__ = ("chats_deleted", "messages_deleted")
+    CHATS_DELETED_FIELD_NUMBER: _ClassVar[int]
+    MESSAGES_DELETED_FIELD_NUMBER: _ClassVar[int]
+    chats_deleted: int
+    messages_deleted: int
+    def __init__(self, chats_deleted: _Optional[int] = ..., messages_deleted: _Optional[int] = ...) -> None: ...

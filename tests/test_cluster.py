@@ -11,8 +11,10 @@ from typing import Any
 import pytest
 
 from rpc_server.chat_id import parse_chat
+from rpc_server.conversations import Conversations
+from rpc_server.erasure import Erasure
 from rpc_server.redis_client import connect_redis
-from rpc_server.store import MessageStore
+from rpc_server.store import MessageStore, stream_key, user_chats_key
 from tests.conftest import Api
 from tests.servers import HttpServer, RedisCluster, RpcServer
 
@@ -81,3 +83,31 @@ def test_the_api_works_unchanged_on_the_cluster(cluster_api: Api) -> None:
     again = cluster_api.send(chats[0], "once", chats[0].split(":")[0], key=key)
     assert first.json() == again.json()
     assert cluster_api.session.get(cluster_api.base_url + "/healthz").json()["storage"] == "ok"
+
+
+def test_conversation_lists_deletion_and_erasure_span_the_shards(cluster: RedisCluster) -> None:
+    """A user's list lives on the user's shard, the chats on theirs: lists,
+    reindex, deletion and erasure (which scans every master) still agree."""
+    store = _store(cluster)
+    conversations, erasure = Conversations(store), Erasure(store)
+    tag = uuid.uuid4().hex[:6]
+    user = f"hub-{tag}"
+    chats = [parse_chat(f"{user}:p{i}-{tag}") for i in range(12)]
+    for chat in chats:
+        conversations.touch(chat, store.append(chat, chat.second, "hi"))
+    slots = {cluster.shard_of(stream_key(chat))[0] for chat in chats}
+    assert len(slots) > 1  # the chats really are on several shards
+
+    listed = conversations.list(user, 0, 100).items
+    assert [s.chat for s in listed] == chats[::-1]
+    store.client.delete(user_chats_key(user))
+    assert conversations.rebuild()["chats"] >= len(chats)
+    assert [s.chat for s in conversations.list(user, 0, 100).items] == chats[::-1]
+
+    assert erasure.delete_chat(chats[0]).chats == 1
+    assert chats[0] not in [s.chat for s in conversations.list(user, 0, 100).items]
+    erased = erasure.erase_user(user)
+    assert (erased.chats, erased.messages) == (11, 11)
+    assert conversations.list(user, 0, 100).items == []
+    assert all(store.read(chat, 0, 10, reverse=False).items == [] for chat in chats)
+    assert conversations.list(chats[1].second, 0, 10).items == []

@@ -7,7 +7,8 @@ Starts its own redis-server with deploy/redis.conf on a free port (unless
 data), loads the same messages in both designs, and prints bytes per
 message from `used_memory` deltas:
 
-- ours: one stream per chat, written by the real send script (send.lua);
+- ours: one stream per chat, written by the real send script (send.lua),
+  plus each member's conversation-list entry for the chat;
 - the seed's: JSON members {"sender","message","timestamp"} in a sorted set
   per chat, score = seconds.
 
@@ -31,6 +32,8 @@ from pathlib import Path
 
 import redis
 
+from rpc_server.store import user_chats_key
+
 ROOT = Path(__file__).resolve().parent.parent
 SENDERS = ("alice", "bob")
 BATCH = 1000
@@ -51,11 +54,13 @@ def load_ours(client: redis.Redis, chats: list[str], per_chat: int, text: str) -
     for chat in chats:
         key = f"im:v1:{{{chat}}}:m"
         for i in range(per_chat):
-            script(keys=[key], args=[SENDERS[i % 2], text, "", 0], client=pipe)
+            script(keys=[key], args=[SENDERS[i % 2], text, "", 0, 0, 0], client=pipe)  # no retention
             pending += 1
             if pending == BATCH:
                 pipe.execute()
                 pending = 0
+        for member in chat.split(":"):  # each member's conversation list, as every send updates it
+            pipe.zadd(user_chats_key(member), {chat: time.time_ns() // 1000})
     pipe.execute()
 
 

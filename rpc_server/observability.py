@@ -28,6 +28,7 @@ IN_FLIGHT = Gauge("rpc_calls_in_flight", "Thrift calls being answered", multipro
 CONNECTIONS = Gauge("rpc_connections_open", "Open Thrift connections", multiprocess_mode="livesum")
 REFUSED = Counter("rpc_connections_closed_on_error_total", "Connections closed for bad input, by reason", ["reason"])
 REDIS_ERRORS = Counter("redis_errors_total", "Failed Redis calls, by kind", ["kind"])
+STORAGE_FULL = Counter("storage_full_total", "Sends refused because Redis is out of memory (maxmemory reached)")
 
 
 class CallLog:

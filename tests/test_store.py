@@ -83,12 +83,13 @@ def test_unreachable_redis_raises_storage_unavailable() -> None:
 def test_out_of_memory_raises_storage_unavailable_and_stores_nothing(stack: Stack, store: MessageStore) -> None:
     client = stack.redis.client()
     chat = parse_chat(_chat())
+    configured = client.config_get("maxmemory")["maxmemory"]
     client.config_set("maxmemory", "1")
     try:
         with pytest.raises(StorageUnavailable, match="storage full"):
             store.append(chat, chat.first, "x")
     finally:
-        client.config_set("maxmemory", "0")
+        client.config_set("maxmemory", configured)
     assert client.exists(stream_key(chat)) == 0
 
 

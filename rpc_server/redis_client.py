@@ -9,9 +9,12 @@ client: never the URL, which may hold credentials.
 from __future__ import annotations
 
 import functools
+import ssl
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from typing import Any, cast
+from urllib.parse import unquote, urlsplit
 
 import redis
 from redis.backoff import NoBackoff
@@ -21,7 +24,7 @@ from redis.retry import Retry
 
 from rpc_server.config import Config
 from rpc_server.errors import StorageUnavailable
-from rpc_server.observability import REDIS_ERRORS
+from rpc_server.observability import REDIS_ERRORS, STORAGE_FULL
 
 
 def connect(cfg: Config) -> redis.Redis:
@@ -32,11 +35,17 @@ def connect(cfg: Config) -> redis.Redis:
         cfg.redis_pool_size,
         cfg.redis_pool_wait_ms / 1000,
         cfg.redis_cluster_nodes,
+        cfg.redis_tls_ca_file,
     )
 
 
 def connect_redis(
-    url: str, timeout_s: float, pool_size: int, pool_wait_s: float, cluster_nodes: str = ""
+    url: str,
+    timeout_s: float,
+    pool_size: int,
+    pool_wait_s: float,
+    cluster_nodes: str = "",
+    tls_ca_file: str = "",
 ) -> redis.Redis:
     """A Redis client whose every failure mode is bounded and explicit.
 
@@ -47,9 +56,19 @@ def connect_redis(
     - no command is retried (redis-py retries by default, which after a
       timeout could store a message twice).
 
-    With `cluster_nodes` ("host:port,host:port"), a Redis Cluster client
+    `url` is redis-py's: `redis://[[user]:password@]host:port/db`, or
+    `rediss://…` for TLS; special characters in the user name and password
+    percent-encoded.
+
+    With `cluster_nodes` (see parse_cluster_nodes), a Redis Cluster client
     (redis-py's RedisCluster) with the same bounds, per node. It follows
     MOVED/ASK redirections, which are safe: the command did not run.
+
+    `tls_ca_file`: the CA certificates (PEM) that Redis's TLS certificate
+    must chain to, instead of the system's; only with `rediss://`.
+
+    A malformed setting raises ValueError; its message never holds the
+    credentials.
     """
     bounds: dict[str, Any] = {
         "socket_timeout": timeout_s,
@@ -57,20 +76,109 @@ def connect_redis(
         "retry": Retry(NoBackoff(), 0),
         "decode_responses": True,
     }
+    pool_class = functools.partial(redis.BlockingConnectionPool, timeout=pool_wait_s)
     if cluster_nodes:
-        startup = [
-            ClusterNode(host, int(port))
-            for host, _, port in (n.strip().rpartition(":") for n in cluster_nodes.split(","))
-        ]
+        nodes = parse_cluster_nodes(cluster_nodes)
+        (host, port), *others = nodes.addresses
         cluster = redis.RedisCluster(
-            startup_nodes=startup,
+            # The first node as a URL: only then does redis-py give every node
+            # a pool of `connection_pool_class` (else a ConnectionPool, which
+            # raises at once when `pool_size` connections are busy). `rediss`
+            # makes every connection TLS; the credentials are kept out of it.
+            url=f"{nodes.scheme}://{_host_port(host, port)}",
+            startup_nodes=[ClusterNode(h, p) for h, p in others],
+            username=nodes.username,
+            password=nodes.password,
             max_connections=pool_size,
-            connection_pool_class=functools.partial(redis.BlockingConnectionPool, timeout=pool_wait_s),
+            connection_pool_class=pool_class,
+            **_tls(nodes.scheme == "rediss", tls_ca_file, "REDIS_CLUSTER_NODES"),
             **bounds,
         )
         return cast(redis.Redis, cluster)  # the commands the store uses are the same
-    pool = redis.BlockingConnectionPool.from_url(url, max_connections=pool_size, timeout=pool_wait_s, **bounds)
+    tls = _tls(url.startswith("rediss://"), tls_ca_file, "REDIS_URL")
+    if _unencoded_credentials(url):
+        raise ValueError(f"REDIS_URL {redacted(url)}: percent-encode '/', '?', '#' and '@' in the user and password")
+    try:
+        pool = redis.BlockingConnectionPool.from_url(
+            url, max_connections=pool_size, timeout=pool_wait_s, **tls, **bounds
+        )
+    except ValueError:
+        # Python's and redis-py's own messages may quote a part of the URL.
+        raise ValueError(f"REDIS_URL {redacted(url)}: not a valid Redis URL") from None
     return redis.Redis(connection_pool=pool)
+
+
+@dataclass(frozen=True)
+class ClusterNodes:
+    """REDIS_CLUSTER_NODES, parsed."""
+
+    addresses: tuple[tuple[str, int], ...]
+    scheme: str = "redis"  # or "rediss": TLS
+    username: str | None = field(default=None, repr=False)
+    password: str | None = field(default=None, repr=False)
+
+
+def parse_cluster_nodes(spec: str) -> ClusterNodes:
+    """`host:port,host:port`, or `redis://[[user]:password@]host:port,host:port`,
+    or `rediss://…` (TLS): the scheme and credentials, given once before
+    the first node, apply to every node (those found later too). As in a
+    URL, special characters in the user name and password are
+    percent-encoded; an optional `/0` may end it (a cluster has only db 0).
+
+    Errors never quote `spec`, which may hold credentials.
+    """
+    scheme, sep, rest = spec.strip().partition("://")
+    if not sep:
+        scheme, rest = "redis", spec.strip()
+    elif scheme not in ("redis", "rediss"):
+        raise ValueError("REDIS_CLUSTER_NODES: the scheme must be redis:// or rediss://")
+    userinfo, at, hosts = rest.rpartition("@")
+    if at and not sep:
+        raise ValueError("REDIS_CLUSTER_NODES: credentials need a redis:// or rediss:// scheme before them")
+    username = password = None
+    if at:
+        user, _, secret = userinfo.partition(":")  # as in a URL, `name@host` is a user name alone
+        username, password = unquote(user) or None, unquote(secret) or None
+    hosts = hosts.removesuffix("/").removesuffix("/0") if sep else hosts
+    items = [item.strip() for item in hosts.split(",") if item.strip()]
+    if not items:
+        raise ValueError("REDIS_CLUSTER_NODES: no host:port")
+    addresses = []
+    for i, item in enumerate(items, 1):
+        host, colon, port = item.rpartition(":")
+        host = host.removeprefix("[").removesuffix("]")  # [IPv6]:port
+        if not (colon and host and port.isdigit() and 0 < int(port) < 65536) or any(c in item for c in "/?#"):
+            raise ValueError(f"REDIS_CLUSTER_NODES: node {i} of {len(items)} is not host:port")
+        addresses.append((host, int(port)))
+    return ClusterNodes(tuple(addresses), scheme, username, password)
+
+
+def _host_port(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def _unencoded_credentials(url: str) -> bool:
+    """Whether a `/`, `?` or `#` in the user name or password ends the URL's
+    authority early (every `@` must be in it): Python would take a part of
+    them for the host or port, and quote it in error messages."""
+    try:
+        return url.count("@") != urlsplit(url).netloc.count("@")
+    except ValueError:
+        return False  # from_url will refuse it
+
+
+def _tls(tls: bool, ca_file: str, setting: str) -> dict[str, Any]:
+    """redis-py's TLS arguments: the CA file, checked now rather than at
+    every connection attempt."""
+    if not ca_file:
+        return {}
+    if not tls:
+        raise ValueError(f"REDIS_TLS_CA_FILE is set but {setting} is not rediss:// (TLS)")
+    try:
+        ssl.create_default_context(cafile=ca_file)
+    except (OSError, ssl.SSLError) as e:
+        raise ValueError(f"REDIS_TLS_CA_FILE {ca_file}: {e}") from None
+    return {"ssl_ca_certs": ca_file}
 
 
 @contextmanager
@@ -80,6 +188,8 @@ def storage_errors() -> Iterator[None]:
         yield
     except (redis.RedisError, RedisClusterException) as e:
         REDIS_ERRORS.labels(type(e).__name__).inc()
+        if isinstance(e, redis.exceptions.OutOfMemoryError):
+            STORAGE_FULL.inc()
         reason = _unavailable_reason(e)
         if reason is None:
             raise  # a script error, say: a bug, not an outage
@@ -101,6 +211,13 @@ def _unavailable_reason(error: Exception) -> str | None:
 
 
 def redacted(url: str) -> str:
-    """`url` without its credentials, for log lines."""
+    """`url`, or REDIS_CLUSTER_NODES, without credentials or options, for
+    log lines and error messages: `redis://user:pw@h:1/0?password=x` gives
+    `redis://h:1/0?…`, `rediss://user:pw@h1:1,h2:2` gives `rediss://h1:1,h2:2`.
+    """
     scheme, sep, rest = url.partition("://")
-    return f"{scheme}{sep}{rest.rpartition('@')[2]}" if sep else url
+    if not sep:
+        scheme, rest = "", url
+    rest = rest.rpartition("@")[2]  # the credentials end at the last @
+    rest, query, _ = rest.partition("?")  # options may hold a password
+    return f"{scheme}{sep}{rest}{'?…' if query else ''}"

@@ -55,7 +55,7 @@ def serve(cfg: Config) -> int:
     log.info(
         "IMService listening on %s:%d (Redis %s, metrics :%d)",
         *server.address,
-        cfg.redis_cluster_nodes or redacted(cfg.redis_url),
+        redacted(cfg.redis_cluster_nodes or cfg.redis_url),
         cfg.metrics_port,
     )
     try:

@@ -93,12 +93,17 @@ def _port_open(port: int) -> bool:
 
 
 class RedisServer(Process):
-    def __init__(self, directory: Path, port: int | None = None, extra: list[str] | None = None) -> None:
+    def __init__(
+        self, directory: Path, port: int | None = None, extra: list[str] | None = None, password: str | None = None
+    ) -> None:
+        """`password`: the default user's (requirepass), which client() gives."""
         self.port = port or free_port()
+        self.password = password
         directory.mkdir(parents=True, exist_ok=True)
+        auth = ["--requirepass", password, "--masterauth", password] if password else []
         super().__init__(
             "redis-server",
-            ["redis-server", str(REDIS_CONF), "--port", str(self.port), "--dir", str(directory), *(extra or [])],
+            ["redis-server", str(REDIS_CONF), "--port", str(self.port), "--dir", str(directory), *auth, *(extra or [])],
             directory / "redis.log",
         )
 
@@ -107,7 +112,7 @@ class RedisServer(Process):
         return f"redis://127.0.0.1:{self.port}/0"
 
     def client(self) -> redis.Redis:
-        return redis.Redis(port=self.port, decode_responses=True, socket_timeout=5)
+        return redis.Redis(port=self.port, password=self.password, decode_responses=True, socket_timeout=5)
 
     def start(self) -> None:
         super().start()
@@ -118,7 +123,15 @@ class RedisCluster:
     """A real Redis Cluster: `masters` redis-server processes in cluster mode
     (our redis.conf), joined by `redis-cli --cluster create`."""
 
-    def __init__(self, directory: Path, masters: int = 3, replicas: int = 0, node_timeout_ms: int = 15000) -> None:
+    def __init__(
+        self,
+        directory: Path,
+        masters: int = 3,
+        replicas: int = 0,
+        node_timeout_ms: int = 15000,
+        node: Callable[..., RedisServer] = RedisServer,
+    ) -> None:
+        """`node(directory, extra=[…])` makes each node: a RedisServer by default."""
         # A loose node timeout by default, so that a busy 2-core machine does not fail over by accident.
         settings = ["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf"]
         settings += ["--cluster-node-timeout", str(node_timeout_ms)]
@@ -126,7 +139,7 @@ class RedisCluster:
         settings += ["--cluster-require-full-coverage", "no"]
         self.replicas = replicas
         self.nodes = [
-            RedisServer(directory / f"node{i}", extra=[*settings, "--cluster-port", str(free_port())])
+            node(directory / f"node{i}", extra=[*settings, "--cluster-port", str(free_port())])
             for i in range(masters * (1 + replicas))
         ]
 
@@ -139,8 +152,12 @@ class RedisCluster:
         for node in self.nodes:
             node.start()
         argv = ["redis-cli", "--cluster", "create", *[f"127.0.0.1:{n.port}" for n in self.nodes]]
+        password = self.nodes[0].password
         subprocess.run(
-            [*argv, "--cluster-replicas", str(self.replicas), "--cluster-yes"], check=True, capture_output=True
+            [*argv, "--cluster-replicas", str(self.replicas), "--cluster-yes"],
+            check=True,
+            capture_output=True,
+            env={**os.environ, "REDISCLI_AUTH": password} if password else None,
         )
         wait_until(lambda: all(self._state_ok(node) for node in self.nodes), 30, "the cluster to be ok")
         if self.replicas:

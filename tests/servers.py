@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
@@ -85,6 +86,18 @@ class Process:
         if not self.alive():
             raise RuntimeError(f"{self.name} exited; its log:\n{self.log()[-3000:]}")
         return True
+
+
+def scrape_metrics(url: str) -> dict[str, float]:
+    """A Prometheus /metrics page as {sample with labels: value}."""
+    with urllib.request.urlopen(url, timeout=5) as r:
+        text = r.read().decode()
+    samples = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            name, _, value = line.rpartition(" ")
+            samples[name] = float(value)
+    return samples
 
 
 def _port_open(port: int) -> bool:
@@ -285,4 +298,4 @@ class Stack:
             server.stop()
 
 
-__all__ = ["HttpServer", "RedisServer", "RpcServer", "Stack", "free_port", "signal", "wait_until"]
+__all__ = ["HttpServer", "RedisServer", "RpcServer", "Stack", "free_port", "scrape_metrics", "signal", "wait_until"]

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import socket
 import threading
-import urllib.request
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,19 +17,7 @@ import requests
 from thriftpy2.rpc import make_client
 
 from tests.conftest import Api
-from tests.servers import HttpServer, Stack, signal, wait_until
-
-
-def _scrape(url: str) -> dict[str, float]:
-    with urllib.request.urlopen(url, timeout=5) as r:
-        text = r.read().decode()
-    samples = {}
-    for line in text.splitlines():
-        if line and not line.startswith("#"):
-            name, _, value = line.rpartition(" ")
-            samples[name] = float(value)
-    return samples
-
+from tests.servers import HttpServer, Stack, scrape_metrics, signal, wait_until
 
 # --- Graceful shutdown ----------------------------------------------------------
 
@@ -64,7 +51,7 @@ def _sends_held_in_flight(stack: Stack, count: int) -> tuple[list[int], list[thr
     for t in threads:
         t.start()
     metrics = f"http://127.0.0.1:{stack.rpc.metrics_port}/metrics"
-    wait_until(lambda: _scrape(metrics)["rpc_calls_in_flight"] >= count, 10, f"{count} calls in flight")
+    wait_until(lambda: scrape_metrics(metrics)["rpc_calls_in_flight"] >= count, 10, f"{count} calls in flight")
     return statuses, threads, admin
 
 
@@ -102,11 +89,11 @@ def test_an_idle_keepalive_connection_is_closed_after_the_keepalive_timeout(tmp_
 def test_both_servers_expose_prometheus_metrics(stack: Stack, api: Api, chat: str) -> None:
     api.send_ok(chat, "x", chat.split(":")[0])
     api.pull_ok(chat)
-    http = _scrape(stack.http.url + "/metrics")
+    http = scrape_metrics(stack.http.url + "/metrics")
     assert http['http_requests_total{method="POST",route="/api/send",status="200"}'] >= 1
     assert http['http_requests_total{method="GET",route="/api/pull",status="200"}'] >= 1
     assert http['http_request_duration_seconds_count{method="POST",route="/api/send"}'] >= 1
-    rpc = _scrape(f"http://127.0.0.1:{stack.rpc.metrics_port}/metrics")
+    rpc = scrape_metrics(f"http://127.0.0.1:{stack.rpc.metrics_port}/metrics")
     assert rpc['rpc_calls_total{code="0",method="Send"}'] >= 1
     assert rpc['rpc_calls_total{code="0",method="Pull"}'] >= 1
     assert rpc['rpc_call_duration_seconds_count{method="Send"}'] >= 1
@@ -118,7 +105,7 @@ def test_redis_errors_are_counted(tmp_path: Path) -> None:
     try:
         s.redis.stop(signal.SIGKILL)
         assert Api(s.http.url).send("a:b", "x", "a").status_code == 503
-        rpc = _scrape(f"http://127.0.0.1:{s.rpc.metrics_port}/metrics")
+        rpc = scrape_metrics(f"http://127.0.0.1:{s.rpc.metrics_port}/metrics")
         assert rpc['redis_errors_total{kind="ConnectionError"}'] >= 1
         assert rpc['rpc_calls_total{code="503",method="Send"}'] >= 1
     finally:

@@ -7,13 +7,12 @@ through again without restarting anything."""
 from __future__ import annotations
 
 import time
-import urllib.request
 
 import pytest
 import requests
 
 from tests.conftest import Api
-from tests.servers import Stack
+from tests.servers import Stack, scrape_metrics
 
 pytestmark = pytest.mark.fault  # reconfigures its own redis-server at run time
 
@@ -24,14 +23,7 @@ MAX_SENDS, DEADLINE_S = 2000, 60.0
 
 
 def _rpc_metrics(stack: Stack) -> dict[str, float]:
-    with urllib.request.urlopen(f"http://127.0.0.1:{stack.rpc.metrics_port}/metrics", timeout=5) as r:
-        text = r.read().decode()
-    samples = {}
-    for line in text.splitlines():
-        if line and not line.startswith("#"):
-            name, _, value = line.rpartition(" ")
-            samples[name] = float(value)
-    return samples
+    return scrape_metrics(f"http://127.0.0.1:{stack.rpc.metrics_port}/metrics")
 
 
 def _stored(api: Api, reverse: bool = False) -> list[tuple[int, str, str, str]]:

@@ -52,9 +52,9 @@ def load_ours(client: redis.Redis, chats: list[str], per_chat: int, text: str) -
     pipe = client.pipeline(transaction=False)
     pending = 0
     for chat in chats:
-        key = f"im:v1:{{{chat}}}:m"
+        key, trim_mark = f"im:v1:{{{chat}}}:m", f"im:v1:{{{chat}}}:t"
         for i in range(per_chat):
-            script(keys=[key], args=[SENDERS[i % 2], text, "", 0, 0, 0], client=pipe)  # no retention
+            script(keys=[key, trim_mark], args=[SENDERS[i % 2], text, "", 0, 0, 0], client=pipe)  # no retention
             pending += 1
             if pending == BATCH:
                 pipe.execute()

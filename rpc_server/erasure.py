@@ -1,7 +1,7 @@
 """Deleting a chat, and erasing a user (the admin calls).
 
-Deleting a chat removes its stream (every message), its idempotency records
-and its entry in both members' conversation lists. Erasing a user deletes
+Deleting a chat removes its stream (every message), its trim mark, its
+idempotency records and its entry in both members' conversation lists. Erasing a user deletes
 every chat the user is in, then the user's own list and rate-limit state.
 
 The chats of a user are found through the user's conversation list and,
@@ -25,7 +25,7 @@ from typing import cast
 from rpc_server.chat_id import Chat, parse_chat_or_none
 from rpc_server.conversations import chat_of_key
 from rpc_server.redis_client import storage_errors
-from rpc_server.store import KEY_PREFIX, MessageStore, rate_key, stream_key, user_chats_key
+from rpc_server.store import KEY_PREFIX, MessageStore, rate_key, stream_key, trim_mark_key, user_chats_key
 
 
 @dataclass
@@ -70,6 +70,7 @@ class Erasure:
             if client.delete(key):
                 erased.chats += 1
                 erased.messages += messages
+            client.delete(trim_mark_key(chat))
             for member in {chat.first, chat.second}:
                 client.zrem(user_chats_key(member), chat.id)
         return erased

@@ -50,9 +50,9 @@ class Page(Generic[T]):
 def history_truncated(cursor: int, reverse: bool, has_more: bool, trimmed_before: int) -> bool:
     """Did retention remove messages that belong in this page or a later one?
 
-    `trimmed_before` is 0 if the chat never lost a message, else the
-    send_time of its oldest retained message (-1: none retained). Trimming
-    takes the oldest messages first, so every one removed is older than it.
+    `trimmed_before` is 0 if retention never trimmed the chat, else the
+    send_time of its oldest message left when it last did (-1: none left).
+    Trimming takes the oldest messages first, so every one removed is older.
     Ascending from `cursor`, the page starts after removed ones iff the
     cursor lies before the oldest retained message (cursor 0: from the very
     first). Reverse, pages reach them only at the end: the last page (no

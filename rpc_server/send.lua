@@ -1,7 +1,8 @@
 -- Append one message to a chat, assigning its send_time atomically.
 --
 -- KEYS[1]  the chat's stream            im:v1:{a:b}:m
--- KEYS[2]  optional idempotency record  im:v1:{a:b}:k:<key>
+-- KEYS[2]  the chat's trim mark         im:v1:{a:b}:t
+-- KEYS[3]  optional idempotency record  im:v1:{a:b}:k:<key>
 -- ARGV[1]  sender (canonical)   ARGV[2] text
 -- ARGV[3]  fingerprint of (sender, text)   ARGV[4] record TTL in seconds
 -- ARGV[5]  retention: maximum age in microseconds (0: keep every age)
@@ -19,10 +20,13 @@
 -- older than the maximum age are trimmed exactly (XTRIM MINID), and beyond
 -- the maximum count whole stream nodes are (XTRIM MAXLEN ~: at least that
 -- many are kept, at most one node more). The newest message is never
--- trimmed. The stream counts every entry ever added, which is how a pull
--- tells "history was trimmed" from "no more history" (read.lua).
+-- trimmed. When anything was trimmed, the trim mark records the send_time
+-- of the oldest message left: every message before it is gone. That is how
+-- a pull tells "history was trimmed" from "no more history". (Redis 7's
+-- max-deleted-entry-id would do, but XTRIM leaves it at 0-0; only XDEL
+-- sets it.)
 
-local stream, record = KEYS[1], KEYS[2]
+local stream, trim_mark, record = KEYS[1], KEYS[2], KEYS[3]
 
 if record then
   local previous = redis.call('GET', record)
@@ -59,11 +63,16 @@ end
 local id = string.format('%.0f', send_time)
 redis.call('XADD', stream, id .. '-0', 's', ARGV[1], 't', ARGV[2])
 local max_age, max_count = tonumber(ARGV[5]), tonumber(ARGV[6])
+local trimmed = 0
 if max_age > 0 then
-  redis.call('XTRIM', stream, 'MINID', string.format('%.0f', send_time - max_age + 1))
+  trimmed = trimmed + redis.call('XTRIM', stream, 'MINID', string.format('%.0f', send_time - max_age + 1))
 end
 if max_count > 0 then
-  redis.call('XTRIM', stream, 'MAXLEN', '~', max_count)
+  trimmed = trimmed + redis.call('XTRIM', stream, 'MAXLEN', '~', max_count)
+end
+if trimmed > 0 then
+  local oldest = redis.call('XRANGE', stream, '-', '+', 'COUNT', 1)[1][1]
+  redis.call('SET', trim_mark, string.match(oldest, '^(%d+)'))
 end
 if record then
   redis.call('SET', record, id .. ' ' .. ARGV[3], 'EX', ARGV[4])

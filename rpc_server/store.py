@@ -5,6 +5,9 @@ Cluster hash slot through the `{a:b}` hash tag):
 
     im:v1:{<first>:<second>}:m          stream; entry ID "<send_time>-0",
                                         fields s=<sender>, t=<text>
+    im:v1:{<first>:<second>}:t          string, the send_time of the oldest
+                                        message left once retention trimmed
+                                        the chat (absent: nothing trimmed)
     im:v1:{<first>:<second>}:k:<key>    string "<send_time> <fingerprint>",
                                         expires after the idempotency TTL
     im:v1:rl:{<sender>}                 string, the sender's GCRA state (only
@@ -57,6 +60,12 @@ def stream_key(chat: Chat) -> str:
     return f"{KEY_PREFIX}{{{chat.id}}}:m"
 
 
+def trim_mark_key(chat: Chat) -> str:
+    """Where send.lua records, once retention trimmed the chat, the send_time
+    of its oldest message left (every older one is gone)."""
+    return f"{KEY_PREFIX}{{{chat.id}}}:t"
+
+
 def idempotency_key(chat: Chat, key: str) -> str:
     return f"{KEY_PREFIX}{{{chat.id}}}:k:{key}"
 
@@ -107,7 +116,6 @@ class MessageStore:
         self._idempotency_ttl_s = idempotency_ttl_s
         self._retention = [retention_max_age_s * 1_000_000, retention_max_messages]
         self._send_script = LuaScript("send.lua")
-        self._read_script = LuaScript("read.lua")
         self._rate_script = LuaScript("rate_limit.lua")
         self._rate_interval_us = round(1_000_000 / rate_per_s) if rate_per_s > 0 else 0
         self._rate_tolerance_us = self._rate_interval_us * max(rate_burst - 1, 0)
@@ -134,7 +142,7 @@ class MessageStore:
         send_time without storing anything; a different message with the
         same key raises IdempotencyConflict.
         """
-        keys = [stream_key(chat)]
+        keys = [stream_key(chat), trim_mark_key(chat)]
         if key is not None:
             keys.append(idempotency_key(chat, key))
         args: list[str | int] = [sender, text, fingerprint(sender, text), self._idempotency_ttl_s, *self._retention]
@@ -157,13 +165,14 @@ class MessageStore:
         """
         first, last = range_bounds(cursor, reverse)
         command = "XREVRANGE" if reverse else "XRANGE"
+        # The page, then the trim mark: a trim in between can only make the
+        # flag true for a page that lost nothing, never the other way round.
+        commands = [(command, stream_key(chat), first, last, "COUNT", limit + 1), ("GET", trim_mark_key(chat))]
         with storage_errors():
-            entries, trimmed_before = self.eval_script(
-                self._read_script, [stream_key(chat)], [command, first, last, limit + 1]
-            )
-        fetched = [StoredMessage(_send_time(entry_id), *_fields(raw)) for entry_id, raw in entries]
+            entries, trimmed_before = self._raise_first_error(self.run_many(commands))
+        fetched = [StoredMessage(_send_time(entry_id), f["s"], f["t"]) for entry_id, f in entries]
         page = make_page(fetched, limit, lambda m: m.send_time)
-        truncated = history_truncated(cursor, reverse, page.has_more, int(trimmed_before))
+        truncated = history_truncated(cursor, reverse, page.has_more, int(trimmed_before or 0))
         return Page(page.items, page.has_more, page.next_cursor, truncated)
 
     @property
@@ -187,14 +196,20 @@ class MessageStore:
                 replies.append(e)
         return replies
 
+    @staticmethod
+    def _raise_first_error(replies: list[Any]) -> list[Any]:
+        for reply in replies:
+            if isinstance(reply, Exception):
+                raise reply
+        return replies
+
     def last_messages(self, chats: list[Chat]) -> list[StoredMessage | None]:
         """Each chat's newest message (None: no message, or no such chat)."""
         replies = self.run_many([("XREVRANGE", stream_key(chat), "+", "-", "COUNT", 1) for chat in chats])
+        with storage_errors():
+            self._raise_first_error(replies)
         last: list[StoredMessage | None] = []
         for reply in replies:
-            if isinstance(reply, Exception):
-                with storage_errors():
-                    raise reply
             last.append(StoredMessage(_send_time(reply[0][0]), reply[0][1]["s"], reply[0][1]["t"]) if reply else None)
         return last
 
@@ -256,9 +271,3 @@ class MessageStore:
 
 def _send_time(entry_id: str) -> int:
     return int(entry_id.partition("-")[0])
-
-
-def _fields(raw: list[str]) -> tuple[str, str]:
-    """(sender, text) from an entry's flat field list, as a script returns it."""
-    fields = dict(zip(raw[::2], raw[1::2], strict=True))
-    return fields["s"], fields["t"]

@@ -8,7 +8,7 @@ data), loads the same messages in both designs, and prints bytes per
 message from `used_memory` deltas:
 
 - ours: one stream per chat, written by the real send script (send.lua),
-  plus each member's conversation-list entry for the chat;
+  which also keeps each member's conversation-list entry for the chat;
 - the seed's: JSON members {"sender","message","timestamp"} in a sorted set
   per chat, score = seconds.
 
@@ -48,19 +48,19 @@ assert len(TEXT.encode()) == 71
 
 
 def load_ours(client: redis.Redis, chats: list[str], per_chat: int, text: str) -> None:
-    script = client.register_script(resources.files("rpc_server").joinpath("send.lua").read_text())
+    send = "\n".join(resources.files("rpc_server").joinpath(f).read_text() for f in ("retention.lua", "send.lua"))
+    script = client.register_script(send)
     pipe = client.pipeline(transaction=False)
     pending = 0
     for chat in chats:
-        key, trim_mark = f"im:v1:{{{chat}}}:m", f"im:v1:{{{chat}}}:t"
+        # The stream, its trim mark, and both members' conversation lists (updated by the script).
+        keys = [f"im:v1:{{{chat}}}:m", f"im:v1:{{{chat}}}:t", *(user_chats_key(m) for m in chat.split(":"))]
         for i in range(per_chat):
-            script(keys=[key, trim_mark], args=[SENDERS[i % 2], text, "", 0, 0, 0], client=pipe)  # no retention
+            script(keys=keys, args=[SENDERS[i % 2], text, "", 0, 0, 0, "0", chat], client=pipe)  # no retention
             pending += 1
             if pending == BATCH:
                 pipe.execute()
                 pending = 0
-        for member in chat.split(":"):  # each member's conversation list, as every send updates it
-            pipe.zadd(user_chats_key(member), {chat: time.time_ns() // 1000})
     pipe.execute()
 
 

@@ -2,17 +2,18 @@
 recently active first, each with its last message.
 
 Each user has a sorted set (`store.user_chats_key`): member the chat ID,
-score the chat's last send_time. After a message is stored, both members'
-sets are updated with `ZADD GT`, which is idempotent and order-free: a
-repeated or late update never moves a chat back, so replays and retries may
-simply do it again.
+score the chat's last send_time, updated with `ZADD GT` on every send,
+which is idempotent and order-free: a repeated or late update never moves a
+chat back, so replays and retries may simply do it again.
 
-It is not atomic with the append: in a Redis Cluster a user's set lives on
-the user's shard, not the chat's. If the RPC server or Redis fails between
-the two, the message is stored and acknowledged, but the chat's entry lags
-(a new chat is missing from the list) until the next send in that chat, an
-idempotent retry of the same send, or `python -m rpc_server.reindex`, which
-rebuilds every list from the chats.
+On one Redis, the send script itself updates both members' sets, atomically
+with the append. In a Redis Cluster it cannot: a user's set lives on the
+user's shard, not the chat's, so `touch` updates them after the append. If
+the RPC server or Redis fails between the two, the message is stored and
+acknowledged, but the chat's entry lags (a new chat is missing from the
+list) until the next send in that chat, an idempotent retry of the same
+send, or `python -m rpc_server.reindex`, which rebuilds every list from the
+chats.
 
 Paging is by cursor, like pull: the cursor is a last send_time, inclusive,
 0 for the most recent. A chat that becomes active while a client pages moves
@@ -55,8 +56,13 @@ class Conversations:
 
     def touch(self, chat: Chat, send_time: int) -> None:
         """Record that `chat` was active at `send_time`, in both members'
-        lists. Best effort: the message is already stored, so a failure is
-        counted and logged, not raised (see the module docstring)."""
+        lists, unless the append did already. Best effort: the message is
+        already stored, so a failure is counted and logged, not raised."""
+        if self._store.updates_lists_on_append:
+            return
+        self._update(chat, send_time)
+
+    def _update(self, chat: Chat, send_time: int) -> None:
         members = {chat.first, chat.second}
         commands = [("ZADD", user_chats_key(m), "GT", send_time, chat.id) for m in sorted(members)]
         failures = [r for r in self._store.run_many(commands) if isinstance(r, Exception)]
@@ -111,7 +117,7 @@ class Conversations:
                     continue
                 [message] = self._store.last_messages([chat])
                 if message is not None:
-                    self.touch(chat, message.send_time)
+                    self._update(chat, message.send_time)
                     counts["chats"] += 1
             for key in client.scan_iter(match=f"{KEY_PREFIX}u:{{*}}:c", count=1000):
                 counts["entries_removed"] += self._drop_stale(key)

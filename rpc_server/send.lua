@@ -2,11 +2,17 @@
 --
 -- KEYS[1]  the chat's stream            im:v1:{a:b}:m
 -- KEYS[2]  the chat's trim mark         im:v1:{a:b}:t
--- KEYS[3]  optional idempotency record  im:v1:{a:b}:k:<key>
+-- KEYS[3]  the idempotency record       im:v1:{a:b}:k:<key>   if ARGV[7] is '1'
+-- KEYS[..] the members' conversation lists im:v1:u:{u}:c        if ARGV[8] is not ''
 -- ARGV[1]  sender (canonical)   ARGV[2] text
 -- ARGV[3]  fingerprint of (sender, text)   ARGV[4] record TTL in seconds
 -- ARGV[5]  retention: maximum age in microseconds (0: keep every age)
 -- ARGV[6]  retention: messages to keep, about (0: keep all)
+-- ARGV[7]  '1': KEYS[3] is an idempotency record
+-- ARGV[8]  the chat ID, to add to the lists given (ZADD GT): on one Redis
+--          the lists are updated here, atomically with the append; in a
+--          Cluster they live on other shards, and the caller updates them
+--          (rpc_server/conversations.py)
 --
 -- Returns {status, send_time}: status 0 = stored, 1 = replay of an earlier
 -- send with the same key and message, 2 = key already used for another one.
@@ -16,17 +22,12 @@
 -- gone back: unique and strictly increasing within the chat. The stream ID
 -- is "<send_time>-0", so the ID is the cursor.
 --
--- Retention is applied here, on write, in the same atomic step: messages
--- older than the maximum age are trimmed exactly (XTRIM MINID), and beyond
--- the maximum count whole stream nodes are (XTRIM MAXLEN ~: at least that
--- many are kept, at most one node more). The newest message is never
--- trimmed. When anything was trimmed, the trim mark records the send_time
--- of the oldest message left: every message before it is gone. That is how
--- a pull tells "history was trimmed" from "no more history". (Redis 7's
--- max-deleted-entry-id would do, but XTRIM leaves it at 0-0; only XDEL
--- sets it.)
+-- Retention (retention.lua, prepended to this file) is applied here, on
+-- write, in the same atomic step; the newest message is never trimmed.
 
-local stream, trim_mark, record = KEYS[1], KEYS[2], KEYS[3]
+local stream, trim_mark = KEYS[1], KEYS[2]
+local record, first_list = nil, 3
+if ARGV[7] == '1' then record, first_list = KEYS[3], 4 end
 
 if record then
   local previous = redis.call('GET', record)
@@ -62,17 +63,9 @@ end
 -- '%.0f': Lua would print a 16-digit number as 1.7e+15.
 local id = string.format('%.0f', send_time)
 redis.call('XADD', stream, id .. '-0', 's', ARGV[1], 't', ARGV[2])
-local max_age, max_count = tonumber(ARGV[5]), tonumber(ARGV[6])
-local trimmed = 0
-if max_age > 0 then
-  trimmed = trimmed + redis.call('XTRIM', stream, 'MINID', string.format('%.0f', send_time - max_age + 1))
-end
-if max_count > 0 then
-  trimmed = trimmed + redis.call('XTRIM', stream, 'MAXLEN', '~', max_count)
-end
-if trimmed > 0 then
-  local oldest = redis.call('XRANGE', stream, '-', '+', 'COUNT', 1)[1][1]
-  redis.call('SET', trim_mark, string.match(oldest, '^(%d+)'))
+apply_retention(stream, trim_mark, send_time, tonumber(ARGV[5]), tonumber(ARGV[6]))
+for i = first_list, #KEYS do
+  redis.call('ZADD', KEYS[i], 'GT', id, ARGV[8])
 end
 if record then
   redis.call('SET', record, id .. ' ' .. ARGV[3], 'EX', ARGV[4])

@@ -34,6 +34,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import time
+from collections.abc import Sequence
 from importlib import resources
 from typing import Any, NamedTuple, cast
 
@@ -86,10 +87,12 @@ def fingerprint(sender: str, text: str) -> str:
 
 
 class LuaScript:
-    """A script called by its SHA1 (EVALSHA), loaded again when Redis lost it."""
+    """A script called by its SHA1 (EVALSHA), loaded again when Redis lost it;
+    `prelude` files (shared functions) are prepended to it."""
 
-    def __init__(self, name: str) -> None:
-        self.source = resources.files(__package__).joinpath(name).read_text()
+    def __init__(self, name: str, *prelude: str) -> None:
+        files = resources.files(__package__)
+        self.source = "\n".join(files.joinpath(part).read_text() for part in (*prelude, name))
         self.sha = hashlib.sha1(self.source.encode()).hexdigest()
 
 
@@ -115,7 +118,11 @@ class MessageStore:
         self._run = self._pipeline.execute if self._pipeline else client.execute_command
         self._idempotency_ttl_s = idempotency_ttl_s
         self._retention = [retention_max_age_s * 1_000_000, retention_max_messages]
-        self._send_script = LuaScript("send.lua")
+        self._send_script = LuaScript("send.lua", "retention.lua")
+        self._sweep_script = LuaScript("sweep.lua", "retention.lua")
+        # On one Redis the send script also updates both members' conversation
+        # lists, atomically; a Cluster keeps them on other shards (conversations.py).
+        self.updates_lists_on_append = not isinstance(client, redis.RedisCluster)
         self._rate_script = LuaScript("rate_limit.lua")
         self._rate_interval_us = round(1_000_000 / rate_per_s) if rate_per_s > 0 else 0
         self._rate_tolerance_us = self._rate_interval_us * max(rate_burst - 1, 0)
@@ -145,7 +152,10 @@ class MessageStore:
         keys = [stream_key(chat), trim_mark_key(chat)]
         if key is not None:
             keys.append(idempotency_key(chat, key))
+        lists = sorted({chat.first, chat.second}) if self.updates_lists_on_append else []
+        keys += [user_chats_key(member) for member in lists]
         args: list[str | int] = [sender, text, fingerprint(sender, text), self._idempotency_ttl_s, *self._retention]
+        args += ["1" if key is not None else "0", chat.id if lists else ""]
         with storage_errors():
             if self._wait_replicas:
                 status, send_time = self._append_replicated(keys, args)
@@ -174,6 +184,12 @@ class MessageStore:
         page = make_page(fetched, limit, lambda m: m.send_time)
         truncated = history_truncated(cursor, reverse, page.has_more, int(trimmed_before or 0))
         return Page(page.items, page.has_more, page.next_cursor, truncated)
+
+    def apply_retention(self, chat: Chat) -> int:
+        """Trim `chat` by the retention settings now (as each send does to
+        its own chat); return how many messages were trimmed."""
+        with storage_errors():
+            return int(self.eval_script(self._sweep_script, [stream_key(chat), trim_mark_key(chat)], self._retention))
 
     @property
     def client(self) -> redis.Redis:
@@ -259,7 +275,7 @@ class MessageStore:
             with contextlib.suppress(Exception):  # nobody answers yet: the next failure tries again
                 self._redis.nodes_manager.initialize()
 
-    def eval_script(self, script: LuaScript, keys: list[str], args: list[str | int]) -> Any:
+    def eval_script(self, script: LuaScript, keys: Sequence[str], args: Sequence[str | int]) -> Any:
         """Run a script by its SHA1, loading it first if Redis lost it (it did not run then)."""
         command = ("EVALSHA", script.sha, len(keys), *keys, *args)
         try:

@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+import requests
 
 from rpc_server.chat_id import parse_chat
 from rpc_server.conversations import Conversations
@@ -82,6 +83,10 @@ def test_the_api_works_unchanged_on_the_cluster(cluster_api: Api) -> None:
     first = cluster_api.send(chats[0], "once", chats[0].split(":")[0], key=key)
     again = cluster_api.send(chats[0], "once", chats[0].split(":")[0], key=key)
     assert first.json() == again.json()
+    # Conversation lists, updated after the append (another shard): the chat is listed.
+    listed = requests.get(cluster_api.base_url + "/api/chats", params={"user": chats[0].split(":")[0]}, timeout=10)
+    assert [c["chat"] for c in listed.json()["chats"]] == [chats[0]]
+    assert listed.json()["chats"][0]["last_send_time"] == first.json()["send_time"]
     assert cluster_api.session.get(cluster_api.base_url + "/healthz").json()["storage"] == "ok"
 
 
@@ -89,6 +94,7 @@ def test_conversation_lists_deletion_and_erasure_span_the_shards(cluster: RedisC
     """A user's list lives on the user's shard, the chats on theirs: lists,
     reindex, deletion and erasure (which scans every master) still agree."""
     store = _store(cluster)
+    assert not store.updates_lists_on_append  # the lists live on other shards
     conversations, erasure = Conversations(store), Erasure(store)
     tag = uuid.uuid4().hex[:6]
     user = f"hub-{tag}"

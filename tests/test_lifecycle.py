@@ -373,3 +373,41 @@ def test_with_auth_the_caller_acts_only_as_itself_in_its_own_chats(stack: Stack,
         assert call("GET", "/ping", None).status_code == 200
     finally:
         http.stop()
+
+
+@pytest.mark.parametrize("retention_rpc", [{"RETENTION_MAX_AGE_S": "1"}], indirect=True)
+def test_sweep_applies_retention_to_chats_nobody_writes_to(stack: Stack, retention_rpc: RpcServer, rpc: Any) -> None:
+    client = _client(rpc, retention_rpc.port)
+    idle, busy = f"i-{_tag()}:j-{_tag()}", f"k-{_tag()}:l-{_tag()}"
+    old = _send(client, rpc, idle, idle.split(":")[0], "idle and old")
+    wait_until(lambda: time.time() * 1e6 > old + 1.2e6, 5, "the message to be older than 1 s")
+    fresh = _send(client, rpc, busy, busy.split(":")[0], "fresh")
+    assert [m.Text for m in _pull(client, rpc, idle).Messages] == ["idle and old"]  # no send: not trimmed yet
+
+    def sweep(**env: str) -> subprocess.CompletedProcess[str]:
+        argv = [sys.executable, "-m", "rpc_server.sweep"]
+        environment = {"PATH": "/usr/bin:/bin", "REDIS_URL": stack.redis.url, **env}
+        return subprocess.run(argv, cwd=ROOT, env=environment, capture_output=True, text=True, timeout=60)
+
+    assert sweep().returncode == 2  # no retention configured: refuses to guess
+    result = sweep(RETENTION_MAX_AGE_S="1")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["messages_trimmed"] >= 1
+    page = _pull(client, rpc, idle)
+    assert page.Messages == [] and page.HistoryTruncated is True
+    assert [m.SendTime for m in _pull(client, rpc, busy).Messages] == [fresh]
+    later = _send(client, rpc, idle, idle.split(":")[1], "back")  # the chat goes on, send_times still increase
+    assert later > old
+    assert [m.Text for m in _pull(client, rpc, idle).Messages] == ["back"]
+    client.close()
+
+
+def test_on_one_redis_the_send_script_updates_the_lists(stack: Stack) -> None:
+    """Atomic with the append: no separate step that a crash could cut."""
+    store = MessageStore(connect_redis(stack.redis.url, 1.0, 4, 0.5), idempotency_ttl_s=60, pipeline_lanes=0)
+    assert store.updates_lists_on_append
+    chat = parse_chat(f"o-{_tag()}:p-{_tag()}")
+    send_time = store.append(chat, chat.first, "hi")  # the store alone: Conversations.touch is not called
+    redis = stack.redis.client()
+    assert redis.zscore(user_chats_key(chat.first), chat.id) == send_time
+    assert redis.zscore(user_chats_key(chat.second), chat.id) == send_time

@@ -1,0 +1,12 @@
+-- Apply retention to one chat now (python -m rpc_server.sweep), for chats
+-- nobody sends to: send.lua applies it only to the chat it writes.
+--
+-- KEYS[1]  the chat's stream   KEYS[2]  its trim mark
+-- ARGV[1]  maximum age in microseconds (0: any)   ARGV[2]  messages to keep (0: all)
+--
+-- Returns how many messages were trimmed. (retention.lua is prepended.)
+
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+local now = redis.call('TIME')
+local now_us = tonumber(now[1]) * 1000000 + tonumber(now[2])
+return apply_retention(KEYS[1], KEYS[2], now_us, tonumber(ARGV[1]), tonumber(ARGV[2]))

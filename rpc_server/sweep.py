@@ -1,0 +1,49 @@
+"""`python -m rpc_server.sweep`: apply the retention settings to every chat
+now. Each send trims only its own chat, so a chat nobody writes to keeps
+its history until its next send; run this (from cron, say) to bound every
+chat. It reads the RPC server's settings (RETENTION_MAX_AGE_S,
+RETENTION_MAX_MESSAGES, REDIS_URL ...; the same flags), is safe while the
+servers run, and prints its counts as one JSON object.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+from gevent import monkey
+
+monkey.patch_all()  # the store's pipelining runs on gevent, as in the server
+
+from rpc_server import config  # noqa: E402
+from rpc_server.conversations import chat_of_key  # noqa: E402
+from rpc_server.redis_client import connect  # noqa: E402
+from rpc_server.store import KEY_PREFIX, MessageStore  # noqa: E402
+
+
+def main(argv: list[str] | None = None) -> int:
+    cfg = config.load(argv)
+    if not (cfg.retention_max_age_s or cfg.retention_max_messages):
+        print("no retention configured (RETENTION_MAX_AGE_S, RETENTION_MAX_MESSAGES): nothing to do", file=sys.stderr)
+        return 2
+    store = MessageStore(
+        connect(cfg),
+        cfg.idempotency_ttl_s,
+        retention_max_age_s=cfg.retention_max_age_s,
+        retention_max_messages=cfg.retention_max_messages,
+    )
+    counts = {"chats": 0, "chats_trimmed": 0, "messages_trimmed": 0}
+    for key in store.client.scan_iter(match=f"{KEY_PREFIX}{{*}}:m", count=1000, _type="stream"):
+        chat = chat_of_key(key)
+        if chat is None:
+            continue
+        trimmed = store.apply_retention(chat)
+        counts["chats"] += 1
+        counts["chats_trimmed"] += trimmed > 0
+        counts["messages_trimmed"] += trimmed
+    print(json.dumps(counts))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

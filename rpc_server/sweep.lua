@@ -7,6 +7,11 @@
 -- Returns how many messages were trimmed. (retention.lua is prepended.)
 
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+-- Write the trim mark (unchanged) first: if Redis is out of memory, the
+-- script stops here, before it trims anything. Trimming first would leave
+-- the stream trimmed and its mark unwritten (SET is refused then, XTRIM is
+-- not), and pulls would not know that history was trimmed.
+redis.call('SET', KEYS[2], redis.call('GET', KEYS[2]) or '0')
 local now = redis.call('TIME')
 local now_us = tonumber(now[1]) * 1000000 + tonumber(now[2])
 return apply_retention(KEYS[1], KEYS[2], now_us, tonumber(ARGV[1]), tonumber(ARGV[2]))

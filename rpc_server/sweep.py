@@ -3,7 +3,9 @@ now. Each send trims only its own chat, so a chat nobody writes to keeps
 its history until its next send; run this (from cron, say) to bound every
 chat. It reads the RPC server's settings (RETENTION_MAX_AGE_S,
 RETENTION_MAX_MESSAGES, REDIS_URL ...; the same flags), is safe while the
-servers run, and prints its counts as one JSON object.
+servers run, and prints its counts as one JSON object. While Redis is out
+of memory it trims nothing and exits 1 (see sweep.lua): delete chats or
+raise maxmemory first (docs/operations.md).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ monkey.patch_all()  # the store's pipelining runs on gevent, as in the server
 
 from rpc_server import config  # noqa: E402
 from rpc_server.conversations import chat_of_key  # noqa: E402
+from rpc_server.errors import StorageUnavailable  # noqa: E402
 from rpc_server.redis_client import connect  # noqa: E402
 from rpc_server.store import KEY_PREFIX, MessageStore  # noqa: E402
 
@@ -37,7 +40,11 @@ def main(argv: list[str] | None = None) -> int:
         chat = chat_of_key(key)
         if chat is None:
             continue
-        trimmed = store.apply_retention(chat)
+        try:
+            trimmed = store.apply_retention(chat)
+        except StorageUnavailable as e:  # full (it trims nothing then), down or too slow: stop
+            print(json.dumps({**counts, "error": e.msg}))
+            return 1
         counts["chats"] += 1
         counts["chats_trimmed"] += trimmed > 0
         counts["messages_trimmed"] += trimmed

@@ -21,6 +21,7 @@ from thriftpy2.transport import TCyBufferedTransportFactory
 
 from rpc_server.chat_id import parse_chat
 from rpc_server.conversations import Conversations
+from rpc_server.errors import StorageUnavailable
 from rpc_server.redis_client import connect_redis
 from rpc_server.store import MessageStore, idempotency_key, stream_key, user_chats_key
 from tests.conftest import Api
@@ -411,3 +412,26 @@ def test_on_one_redis_the_send_script_updates_the_lists(stack: Stack) -> None:
     redis = stack.redis.client()
     assert redis.zscore(user_chats_key(chat.first), chat.id) == send_time
     assert redis.zscore(user_chats_key(chat.second), chat.id) == send_time
+
+
+def test_sweep_trims_nothing_while_redis_is_full(stack: Stack) -> None:
+    """XTRIM is allowed when Redis is full, but writing the trim mark is not:
+    the sweep must not trim without recording it."""
+    client = connect_redis(stack.redis.url, 1.0, 4, 0.5)
+    chat = parse_chat(f"f-{_tag()}:g-{_tag()}")
+    without_retention = MessageStore(client, 60)
+    for i in range(300):
+        without_retention.append(chat, chat.first, f"m{i}")
+    store = MessageStore(client, 60, retention_max_messages=1)
+    redis = stack.redis.client()
+    before = redis.xlen(stream_key(chat))
+    configured = redis.config_get("maxmemory")["maxmemory"]
+    redis.config_set("maxmemory", "1")
+    try:
+        with pytest.raises(StorageUnavailable, match="storage full"):
+            store.apply_retention(chat)
+    finally:
+        redis.config_set("maxmemory", configured)
+    assert redis.xlen(stream_key(chat)) == before
+    assert store.apply_retention(chat) > 0  # room again: it trims, and marks
+    assert store.read(chat, 0, 10, reverse=False).truncated is True

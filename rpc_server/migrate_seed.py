@@ -34,8 +34,8 @@ What it does, chat by chat:
 
 Messages that retention would have removed are not added: those older than
 the stream's oldest retained message once the stream has lost any (trimmed
-already: adding them again would bring back what retention removed; see
-read.lua for how a stream tells), and those older than RETENTION_MAX_AGE_S.
+already: adding them again would bring back what retention removed), and
+those older than RETENTION_MAX_AGE_S.
 RETENTION_MAX_MESSAGES applies at the chat's next send.
 
 The seed's keys are only read: delete them once the result is checked.
@@ -93,10 +93,11 @@ def migrating_key(chat: Chat) -> str:
 
 def trimmed_floor(state: dict[str, Any]) -> int:
     """The newest send_time that retention (or a deletion) may have removed
-    from a stream, from its XINFO STREAM: 0 if it never lost an entry. As
-    read.lua: entries-added counts every entry ever added; trimming takes
-    the oldest first, so all that is gone lies before the first one left.
-    (XTRIM does not set max-deleted-entry-id on Redis 7.0; XDEL does.)"""
+    from a stream, from its XINFO STREAM: 0 if it never lost an entry.
+    entries-added counts every entry ever added; trimming takes the oldest
+    first, so all that is gone lies before the first one left. (This also
+    covers a trim by hand, which leaves no trim mark; XTRIM does not set
+    max-deleted-entry-id on Redis 7.0, XDEL does.)"""
     deleted = parse_id(state["max-deleted-entry-id"])[0]
     if int(state["entries-added"]) <= int(state["length"]):
         return deleted

@@ -29,7 +29,7 @@ from typing import Any
 
 from prometheus_client import Counter
 
-from rpc_server.chat_id import Chat, parse_chat, parse_chat_or_none
+from rpc_server.chat_id import Chat, parse_chat_or_none
 from rpc_server.paging import Page
 from rpc_server.redis_client import storage_errors
 from rpc_server.store import KEY_PREFIX, LuaScript, MessageStore, StoredMessage, stream_key, user_chats_key
@@ -93,11 +93,11 @@ class Conversations:
                     tied = self._store.run("ZRANGE", key, next_cursor, next_cursor, "BYSCORE")
                     scored = [(member, next_cursor) for member in tied]
                     next_cursor -= 1
-            chats = [parse_chat(member) for member, _ in scored]
-            last = self._store.last_messages(chats)
+            listed = [(chat, score) for chat, score in ((parse_chat_or_none(m), s) for m, s in scored) if chat]
+            last = self._store.last_messages([chat for chat, _ in listed])
         summaries = [
             ChatSummary(chat, score, message)
-            for chat, (_, score), message in zip(chats, scored, last, strict=True)
+            for (chat, score), message in zip(listed, last, strict=True)
             if message is not None
         ]
         return Page(summaries, has_more, next_cursor)

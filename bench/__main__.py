@@ -34,6 +34,7 @@ from typing import Any
 import redis
 
 from bench import memory
+from rpc_server.store import LuaScript, user_chats_key
 
 ROOT = Path(__file__).resolve().parent.parent
 TEXT = memory.TEXT
@@ -98,11 +99,17 @@ class Bench:
         if not shutil.which("redis-benchmark"):
             return {"skipped": "redis-benchmark is not installed"}
         client = redis.Redis.from_url(self.redis_url)
-        sha = client.script_load((ROOT / "rpc_server" / "send.lua").read_text())
+        sha = client.script_load(LuaScript("send.lua", "retention.lua").source)
         port = client.connection_pool.connection_kwargs.get("port", 6379)
         host = client.connection_pool.connection_kwargs.get("host", "127.0.0.1")
         commands = {
-            "EVALSHA send.lua": ["EVALSHA", sha, "1", "im:v1:{bench-rb:x}:m", "bench-rb", TEXT, "", "0"],
+            "EVALSHA send.lua": [
+                "EVALSHA",
+                sha,
+                "4",
+                *("im:v1:{bench-rb:x}:m", "im:v1:{bench-rb:x}:t", user_chats_key("bench-rb"), user_chats_key("x")),
+                *("bench-rb", TEXT, "", "0", "0", "0", "0", "bench-rb:x"),  # no key, no retention; the lists
+            ],
             "XRANGE COUNT 11": ["XRANGE", chat_key, "-", "+", "COUNT", "11"],
             "XREVRANGE COUNT 11": ["XREVRANGE", chat_key, "+", "-", "COUNT", "11"],
         }

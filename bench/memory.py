@@ -27,12 +27,11 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from importlib import resources
 from pathlib import Path
 
 import redis
 
-from rpc_server.store import user_chats_key
+from rpc_server.store import LuaScript, user_chats_key
 
 ROOT = Path(__file__).resolve().parent.parent
 SENDERS = ("alice", "bob")
@@ -48,8 +47,7 @@ assert len(TEXT.encode()) == 71
 
 
 def load_ours(client: redis.Redis, chats: list[str], per_chat: int, text: str) -> None:
-    send = "\n".join(resources.files("rpc_server").joinpath(f).read_text() for f in ("retention.lua", "send.lua"))
-    script = client.register_script(send)
+    script = client.register_script(LuaScript("send.lua", "retention.lua").source)
     pipe = client.pipeline(transaction=False)
     pending = 0
     for chat in chats:

@@ -26,11 +26,13 @@ def _workers(supervisor: int) -> set[int]:
 def two_workers(tmp_path: Path, stack: Stack) -> Iterator[RpcServer]:
     server = RpcServer(tmp_path, stack.redis.url, RPC_WORKERS="2")
     server.start()
-    wait_until(lambda: len(_workers(server.pid)) == 2, 15, "two workers")
-    # Each worker binds the port itself: until both have, the kernel gives every connection to one.
-    wait_until(lambda: server.log().count("IMService listening on") == 2, 15, "both workers listening")
-    yield server
-    server.stop()
+    try:
+        wait_until(lambda: len(_workers(server.pid)) == 2, 15, "two workers")
+        # Each worker binds the port itself: until both have, the kernel gives every connection to one.
+        wait_until(lambda: server.log().count("IMService listening on") == 2, 15, "both workers listening")
+        yield server
+    finally:
+        server.stop()
 
 
 def _calls(server: RpcServer, rpc: Any, connections: int) -> None:

@@ -108,7 +108,17 @@ class Bench:
                 sha,
                 "4",
                 *("im:v1:{bench-rb:x}:m", "im:v1:{bench-rb:x}:t", user_chats_key("bench-rb"), user_chats_key("x")),
-                *("bench-rb", TEXT, "", "0", "0", "0", "0", "bench-rb:x"),  # no key, no retention; the lists
+                *(
+                    "bench-rb",
+                    TEXT,
+                    "",
+                    "0",
+                    "0",
+                    "0",
+                    "0",
+                    "bench-rb:x",
+                    "im:v1:{bench-rb:x}:n",
+                ),  # the lists, the notice
             ],
             "XRANGE COUNT 11": ["XRANGE", chat_key, "-", "+", "COUNT", "11"],
             "XREVRANGE COUNT 11": ["XREVRANGE", chat_key, "+", "-", "COUNT", "11"],

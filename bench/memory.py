@@ -54,7 +54,8 @@ def load_ours(client: redis.Redis, chats: list[str], per_chat: int, text: str) -
         # The stream, its trim mark, and both members' conversation lists (updated by the script).
         keys = [f"im:v1:{{{chat}}}:m", f"im:v1:{{{chat}}}:t", *(user_chats_key(m) for m in chat.split(":"))]
         for i in range(per_chat):
-            script(keys=keys, args=[SENDERS[i % 2], text, "", 0, 0, 0, "0", chat], client=pipe)  # no retention
+            args = [SENDERS[i % 2], text, "", 0, 0, 0, "0", chat, f"im:v1:{{{chat}}}:n"]  # no retention
+            script(keys=keys, args=args, client=pipe)
             pending += 1
             if pending == BATCH:
                 pipe.execute()

@@ -19,7 +19,7 @@ from http_server.telemetry import Metrics, RequestTelemetry
 
 
 def create_app(
-    service: MessageService, max_body_bytes: int, auth: Authentication | None = None
+    service: MessageService, max_body_bytes: int, auth: Authentication | None = None, max_wait_s: int = 30
 ) -> falcon.App[falcon.Request, falcon.Response]:
     # auth None: AUTH_MODE none (every caller None). (The annotation lets mypy type the mixed list.)
     app: falcon.App[falcon.Request, falcon.Response] = falcon.App(
@@ -34,7 +34,7 @@ def create_app(
     app.add_route("/metrics", Metrics())
     app.add_route("/openapi.json", OpenApiSpec())
     app.add_route("/api/send", Send(service, max_body_bytes))
-    app.add_route("/api/pull", Pull(service, max_body_bytes))
+    app.add_route("/api/pull", Pull(service, max_body_bytes, max_wait_s))
     app.add_route("/api/chats", Chats(service, max_body_bytes))
     app.add_route("/api/admin/chats/{chat}", AdminChat(service))
     app.add_route("/api/admin/users/{user}", AdminUser(service))
@@ -52,11 +52,10 @@ def get_app() -> falcon.App[falcon.Request, falcon.Response]:
         source, refresh = endpoints.dns(cfg.rpc_dns), cfg.rpc_refresh_s
     else:
         source, refresh = endpoints.static(cfg.rpc_addr), float("inf")
-    pool = RpcClientPool(
-        rpc.IMService,
-        endpoints.Endpoints(source, refresh, cfg.rpc_eject_s),
-        cfg.rpc_pool_size,
-        cfg.rpc_connect_timeout_ms / 1000,
-        cfg.rpc_timeout_ms / 1000,
-    )
-    return create_app(MessageService(rpc, pool), cfg.max_body_bytes, auth=Authentication(cfg))
+    rpc_servers = endpoints.Endpoints(source, refresh, cfg.rpc_eject_s)
+    connect_s, call_s = cfg.rpc_connect_timeout_ms / 1000, cfg.rpc_timeout_ms / 1000
+    pool = RpcClientPool(rpc.IMService, rpc_servers, cfg.rpc_pool_size, connect_s, call_s)
+    # Waiting pulls: their own connections, whose reads may take the longest wait.
+    waits = RpcClientPool(rpc.IMService, rpc_servers, cfg.rpc_wait_pool_size, connect_s, cfg.pull_max_wait_s + call_s)
+    service = MessageService(rpc, pool, waits, call_s)
+    return create_app(service, cfg.max_body_bytes, auth=Authentication(cfg), max_wait_s=cfg.pull_max_wait_s)

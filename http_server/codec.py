@@ -23,7 +23,7 @@ MESSAGES: dict[str, dict[str, str]] = {
     "Message": {"chat": "string", "text": "string", "sender": "string", "send_time": "int64"},
     "SendRequest": {"chat": "string", "text": "string", "sender": "string", "receiver": "string"},
     "SendResponse": {"send_time": "int64"},
-    "PullRequest": {"chat": "string", "cursor": "int64", "limit": "int32", "reverse": "bool"},
+    "PullRequest": {"chat": "string", "cursor": "int64", "limit": "int32", "reverse": "bool", "wait": "int32"},
     "PullResponse": {
         "messages": "repeated Message",
         "has_more": "bool",

@@ -42,6 +42,8 @@ class Config:
     rpc_timeout_ms: int = 1000
     rpc_connect_timeout_ms: int = 250
     rpc_pool_size: int = 64
+    pull_max_wait_s: int = 30
+    rpc_wait_pool_size: int = 1000
     max_body_bytes: int = 65536
     keepalive_s: int = 5
     graceful_timeout_s: int = 10
@@ -72,6 +74,8 @@ _SOURCES = {
     "rpc_timeout_ms": ("RPC_TIMEOUT_MS", "total deadline of one RPC call"),
     "rpc_connect_timeout_ms": ("RPC_CONNECT_TIMEOUT_MS", "deadline to connect to the RPC server"),
     "rpc_pool_size": ("RPC_POOL_SIZE", "RPC connections per worker"),
+    "pull_max_wait_s": ("PULL_MAX_WAIT_S", "longest long-poll wait of GET /api/pull (larger waits are clamped)"),
+    "rpc_wait_pool_size": ("RPC_WAIT_POOL_SIZE", "RPC connections per worker for waiting pulls (their own pool)"),
     "max_body_bytes": ("MAX_BODY_BYTES", "largest request body (413 beyond)"),
     "keepalive_s": ("HTTP_KEEPALIVE_S", "close an idle client connection after this long"),
     "graceful_timeout_s": ("HTTP_GRACEFUL_TIMEOUT_S", "on SIGTERM, how long requests in flight may take to finish"),

@@ -20,9 +20,13 @@ from http_server.rpc_pool import RpcClientPool, RpcUnavailable
 class MessageService:
     """IMService over Thrift, with Codes and failures turned into ApiError."""
 
-    def __init__(self, rpc: Any, pool: RpcClientPool) -> None:
+    def __init__(self, rpc: Any, pool: RpcClientPool, waits: RpcClientPool | None = None, timeout_s: float = 1.0):
         self._rpc = rpc  # the module thriftpy2 loaded from idl_rpc.thrift
         self._pool = pool
+        # Waiting pulls (long-poll) hold a connection for seconds: their own
+        # pool, so that they never starve ordinary calls.
+        self._waits = waits or pool
+        self._timeout_s = timeout_s
 
     def send(
         self, chat: str, text: str, sender: str, idempotency_key: str | None, caller: str | None, request_id: str
@@ -33,10 +37,20 @@ class MessageService:
         )
         return int(self._call("Send", request).SendTime)
 
-    def pull(self, chat: str, cursor: int, limit: int, reverse: bool, caller: str | None, request_id: str) -> Any:
+    def pull(
+        self, chat: str, cursor: int, limit: int, reverse: bool, caller: str | None, request_id: str, wait_s: int = 0
+    ) -> Any:
         request = self._rpc.PullRequest(
-            Chat=chat, Cursor=cursor, Limit=limit, Reverse=reverse, Caller=caller, RequestId=request_id
+            Chat=chat,
+            Cursor=cursor,
+            Limit=limit,
+            Reverse=reverse,
+            Caller=caller,
+            RequestId=request_id,
+            WaitMs=wait_s * 1000 or None,
         )
+        if wait_s:  # the wait, plus the usual deadline for the call itself
+            return self._call("Pull", request, self._waits, wait_s + self._timeout_s)
         return self._call("Pull", request)
 
     def list_chats(self, user: str, cursor: int, limit: int, caller: str | None, request_id: str) -> Any:
@@ -55,9 +69,9 @@ class MessageService:
         """The RPC server's own readiness answer (it asks Redis); RpcUnavailable if it cannot answer."""
         return self._pool.call("Health", self._rpc.HealthRequest(RequestId=request_id))
 
-    def _call(self, method: str, request: Any) -> Any:
+    def _call(self, method: str, request: Any, pool: RpcClientPool | None = None, timeout_s: float = 0) -> Any:
         try:
-            response = self._pool.call(method, request)
+            response = (pool or self._pool).call(method, request, timeout_s=timeout_s or None)
         except RpcUnavailable as e:
             raise ApiError(503, str(e)) from e
         if response.Code != 0:
@@ -131,15 +145,22 @@ class Send:
 
 
 class Pull:
-    """GET /api/pull {"chat","cursor","limit","reverse"} -> a page of messages."""
+    """GET /api/pull {"chat","cursor","limit","reverse","wait"} -> a page of
+    messages; with `wait`, an empty page waits for the next (long-poll)."""
 
-    def __init__(self, service: MessageService, max_body_bytes: int) -> None:
+    def __init__(self, service: MessageService, max_body_bytes: int, max_wait_s: int = 30) -> None:
         self._service = service
         self._max_body_bytes = max_body_bytes
+        self._max_wait_s = max_wait_s
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         fields = codec.decode("PullRequest", read_params(req, self._max_body_bytes))
         req.context.chat = fields["chat"]
+        wait_s = fields["wait"] or 0
+        if wait_s < 0:
+            raise ApiError(400, "wait must not be negative")
+        if wait_s and fields["reverse"]:
+            raise ApiError(400, "wait works oldest first only: not with reverse")
         page = self._service.pull(
             fields["chat"] or "",
             fields["cursor"] or 0,
@@ -147,6 +168,7 @@ class Pull:
             fields["reverse"] or False,
             caller(req),
             req.context.request_id,
+            min(wait_s, self._max_wait_s),
         )
         resp.media = codec.encode("PullResponse", page)
 

@@ -107,10 +107,11 @@ class RpcClientPool:
         self._slots = BoundedSemaphore(size)
         self._idle: deque[_Connection] = deque()
 
-    def call(self, method: str, *args: Any) -> Any:
-        """Call `method` within the call timeout (which includes waiting for
-        a free connection and connecting), or raise RpcUnavailable."""
-        timeout = gevent.Timeout(self._call_timeout_s)
+    def call(self, method: str, *args: Any, timeout_s: float | None = None) -> Any:
+        """Call `method` within the call timeout, or `timeout_s` (either
+        includes waiting for a free connection and connecting), or raise
+        RpcUnavailable."""
+        timeout = gevent.Timeout(timeout_s or self._call_timeout_s)
         timeout.start()
         connection = None
         try:

@@ -67,6 +67,12 @@ struct PullRequest {
     5: optional string RequestId    // additive, as in SendRequest
     // Additive: when set, Caller must be a member of Chat (else Code 403).
     6: optional string Caller
+    // Additive: long-poll. When the page would be empty (ascending only;
+    // with Reverse, Code 400), wait up to this many milliseconds for a
+    // message at or after Cursor, then answer as usual (an empty page when
+    // none came). Clamped to the server's maximum (30000). To wait for what
+    // follows the last message seen, pass its SendTime + 1 as the Cursor.
+    7: optional i32 WaitMs
 }
 
 struct PullResponse {

@@ -29,6 +29,8 @@ class Config:
     redis_wait_timeout_ms: int = 200
     max_text_chars: int = 4096
     max_pull_limit: int = 100
+    pull_max_wait_ms: int = 30000
+    max_waiters: int = 5000
     idempotency_ttl_s: int = 86400
     retention_max_age_s: int = 0
     retention_max_messages: int = 0
@@ -72,6 +74,8 @@ _SOURCES = {
     "redis_wait_timeout_ms": ("REDIS_WAIT_TIMEOUT_MS", "how long a send waits for its replicas (503 beyond)"),
     "max_text_chars": ("MAX_TEXT_CHARS", "longest text, in Unicode code points"),
     "max_pull_limit": ("MAX_PULL_LIMIT", "larger pull limits are clamped to this"),
+    "pull_max_wait_ms": ("PULL_MAX_WAIT_MS", "longest long-poll wait of a pull (larger WaitMs are clamped)"),
+    "max_waiters": ("RPC_MAX_WAITERS", "waiting pulls per process; beyond, Code 503 (retry later)"),
     "idempotency_ttl_s": ("IDEMPOTENCY_TTL_S", "how long an idempotency key is remembered"),
     "retention_max_age_s": ("RETENTION_MAX_AGE_S", "trim a chat's messages older than this on each send (0: keep)"),
     "retention_max_messages": (

@@ -13,6 +13,9 @@
 --          the lists are updated here, atomically with the append; in a
 --          Cluster they live on other shards, and the caller updates them
 --          (rpc_server/conversations.py)
+-- ARGV[9]  the chat's shard channel, im:v1:{a:b}:n: the new send_time is
+--          announced there (SPUBLISH), atomically with the write and on the
+--          chat's shard, to wake waiting pulls (rpc_server/notifier.py)
 --
 -- Returns {status, send_time}: status 0 = stored, 1 = replay of an earlier
 -- send with the same key and message, 2 = key already used for another one.
@@ -70,4 +73,5 @@ end
 if record then
   redis.call('SET', record, id .. ' ' .. ARGV[3], 'EX', ARGV[4])
 end
+if ARGV[9] then redis.call('SPUBLISH', ARGV[9], id) end
 return {0, id}

@@ -26,8 +26,9 @@ from rpc_server.errors import (
     StorageUnavailable,
     Unauthenticated,
 )
+from rpc_server.notifier import Notifier
 from rpc_server.observability import IN_FLIGHT, record_call
-from rpc_server.paging import effective_limit
+from rpc_server.paging import Page, effective_limit
 from rpc_server.store import MessageStore, StoredMessage
 
 log = logging.getLogger(__name__)
@@ -43,6 +44,8 @@ class IMService:
         max_text_chars: int,
         max_pull_limit: int,
         admin_token: str = "",
+        notifier: Notifier | None = None,
+        max_wait_ms: int = 30000,
     ) -> None:
         self._rpc = rpc  # the module thriftpy2 loaded from idl_rpc.thrift
         self._store = store
@@ -51,6 +54,8 @@ class IMService:
         self._max_text_chars = max_text_chars
         self._max_pull_limit = max_pull_limit
         self._admin_token = admin_token.encode()
+        self._notifier = notifier
+        self._max_wait_ms = max_wait_ms
 
     def Send(self, req: Any) -> Any:
         message = getattr(req, "message", None)
@@ -81,7 +86,10 @@ class IMService:
             chat = parse_chat(req.Chat)
             _check_member(_caller(req.Caller), chat)
             cursor, limit = self._paging(req.Cursor, req.Limit)
+            wait_s = self._wait_s(req.WaitMs, bool(req.Reverse))
             page = self._store.read(chat, cursor, limit, bool(req.Reverse))
+            if wait_s and not page.items:
+                page = self._wait_for_messages(chat, cursor, limit, wait_s)
             messages = [self._message(req.Chat, m) for m in page.items]
             return self._rpc.PullResponse(
                 Code=0,
@@ -176,6 +184,32 @@ class IMService:
         if (limit or 0) < 0:
             raise InvalidArgument("limit must not be negative")
         return cursor or 0, effective_limit(limit or 0, self._max_pull_limit)
+
+    def _wait_s(self, wait_ms: int | None, reverse: bool) -> float:
+        if not wait_ms:
+            return 0.0
+        if wait_ms < 0:
+            raise InvalidArgument("wait must not be negative")
+        if reverse:
+            raise InvalidArgument("wait works oldest first only: not with reverse")
+        if self._notifier is None:
+            raise InvalidArgument("this server does not wait")
+        return min(wait_ms, self._max_wait_ms) / 1000
+
+    def _wait_for_messages(self, chat: Chat, cursor: int, limit: int, wait_s: float) -> Page[StoredMessage]:
+        """Long-poll: read again on every notice until a message at or after
+        `cursor` is there or the time is up (then the empty page). Watching
+        starts before the first read, so nothing can arrive unseen."""
+        assert self._notifier is not None
+        deadline = time.monotonic() + wait_s
+        with self._notifier.watch(chat) as notified:
+            page = self._store.read(chat, cursor, limit, reverse=False)
+            while not page.items and not self._notifier.closed:
+                if not notified.wait(max(deadline - time.monotonic(), 0)):
+                    break
+                notified.clear()
+                page = self._store.read(chat, cursor, limit, reverse=False)
+        return page
 
     def _valid_text(self, text: object) -> str:
         if isinstance(text, bytes):

@@ -13,6 +13,7 @@ from gevent.event import Event
 import idl
 from rpc_server.config import Config
 from rpc_server.message_check import Limits
+from rpc_server.notifier import Notifier
 from rpc_server.observability import serve_metrics
 from rpc_server.redis_client import connect, redacted
 from rpc_server.registry import EtcdRegistration, advertised_address
@@ -37,7 +38,10 @@ def serve(cfg: Config) -> int:
         cfg.retention_max_age_s,
         cfg.retention_max_messages,
     )
-    service = IMService(rpc, store, cfg.max_text_chars, cfg.max_pull_limit, cfg.admin_token)
+    notifier = Notifier(client, cfg.max_waiters)
+    service = IMService(
+        rpc, store, cfg.max_text_chars, cfg.max_pull_limit, cfg.admin_token, notifier, cfg.pull_max_wait_ms
+    )
     limits = Limits(max_bytes=cfg.max_message_bytes, max_string=cfg.max_message_bytes)
     server = ThriftServer(
         rpc,
@@ -50,6 +54,11 @@ def serve(cfg: Config) -> int:
         limits,
         reuse_port=bool(cfg.reuse_port),
     )
+    # Before serving: a SIGTERM that arrived while calls were already in flight
+    # would otherwise kill the process with them (found by a test).
+    stopping = Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        gevent.signal_handler(sig, stopping.set)
     serve_metrics(cfg.host, cfg.metrics_port)  # first: an open Thrift port means fully started
     server.start()
     log.info(
@@ -63,9 +72,6 @@ def serve(cfg: Config) -> int:
     except Exception as e:
         log.warning("Redis not reachable yet (%s); answering 503 until it is", e)
 
-    stopping = Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        gevent.signal_handler(sig, stopping.set)
     supervisor = os.environ.get("RPC_SUPERVISOR_PID")  # set by rpc_server.supervisor for its workers
     if supervisor:
         # Its pid, not our parent's at this moment: it may already be gone.
@@ -74,6 +80,7 @@ def serve(cfg: Config) -> int:
     stopping.wait()
     if registration is not None:
         registration.stop()  # first, so that clients stop choosing this server
+    notifier.close()  # waiting pulls answer at once (their clients pull again, elsewhere)
     log.info("stopping: finishing calls in flight (at most %.0f s)", cfg.shutdown_grace_s)
     server.stop(cfg.shutdown_grace_s)
     log.info("stopped")

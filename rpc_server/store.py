@@ -8,6 +8,8 @@ Cluster hash slot through the `{a:b}` hash tag):
     im:v1:{<first>:<second>}:t          string, the send_time of the oldest
                                         message left once retention trimmed
                                         the chat (absent: nothing trimmed)
+    im:v1:{<first>:<second>}:n          not a key: the chat's shard channel,
+                                        on which each send is announced
     im:v1:{<first>:<second>}:k:<key>    string "<send_time> <fingerprint>",
                                         expires after the idempotency TTL
     im:v1:rl:{<sender>}                 string, the sender's GCRA state (only
@@ -65,6 +67,12 @@ def trim_mark_key(chat: Chat) -> str:
     """Where send.lua records, once retention trimmed the chat, the send_time
     of its oldest message left (every older one is gone)."""
     return f"{KEY_PREFIX}{{{chat.id}}}:t"
+
+
+def notify_channel(chat: Chat) -> str:
+    """The chat's shard channel (SPUBLISH): send.lua announces each new
+    message's send_time on it; waiting pulls listen (notifier.py)."""
+    return f"{KEY_PREFIX}{{{chat.id}}}:n"
 
 
 def idempotency_key(chat: Chat, key: str) -> str:
@@ -155,7 +163,7 @@ class MessageStore:
         lists = sorted({chat.first, chat.second}) if self.updates_lists_on_append else []
         keys += [user_chats_key(member) for member in lists]
         args: list[str | int] = [sender, text, fingerprint(sender, text), self._idempotency_ttl_s, *self._retention]
-        args += ["1" if key is not None else "0", chat.id if lists else ""]
+        args += ["1" if key is not None else "0", chat.id if lists else "", notify_channel(chat)]
         with storage_errors():
             if self._wait_replicas:
                 status, send_time = self._append_replicated(keys, args)

@@ -7,6 +7,12 @@ the body's chat wins). OpenAPI cannot say "the body or the query", so a
 negative case that puts an invalid query next to a valid body would expect a
 400 for input the contract tells the server to ignore. For such a case this
 hook drops the body, so that the server does read the invalid query.
+
+A valid `wait` on a pull would make each generated case wait up to 30 s
+for a message that never comes (the generated chats are empty), hundreds
+of times: the hook sets a positive wait to 0. Waiting is tested in
+tests/test_longpoll.py; invalid waits (negative, wrong type) stay as
+generated.
 Loaded with SCHEMATHESIS_HOOKS=tests.schemathesis_hooks.
 """
 
@@ -31,4 +37,15 @@ def map_case(context: Any, case: Any) -> Any:
         and not meta.is_negative_at(ParameterLocation.BODY)
     ):
         case.body = NOT_SET
+    if case.operation.path == "/api/pull":
+        for fields in (case.query, case.body):
+            if isinstance(fields, dict) and _positive_int(fields.get("wait")):
+                fields["wait"] = 0
     return case
+
+
+def _positive_int(value: Any) -> bool:
+    """A valid, positive wait (beyond int64 is invalid: left as generated)."""
+    if isinstance(value, str) and value.isdigit():
+        value = int(value)
+    return isinstance(value, int) and not isinstance(value, bool) and 0 < value < 2**63

@@ -37,16 +37,18 @@ class SendResponse(_message.Message):
     def __init__(self, send_time: _Optional[int] = ...) -> None: ...
 
 class PullRequest(_message.Message):
-    __slots__ = ("chat", "cursor", "limit", "reverse")
+    __slots__ = ("chat", "cursor", "limit", "reverse", "wait")
     CHAT_FIELD_NUMBER: _ClassVar[int]
     CURSOR_FIELD_NUMBER: _ClassVar[int]
     LIMIT_FIELD_NUMBER: _ClassVar[int]
     REVERSE_FIELD_NUMBER: _ClassVar[int]
+    WAIT_FIELD_NUMBER: _ClassVar[int]
     chat: str
     cursor: int
     limit: int
     reverse: bool
-    def __init__(self, chat: _Optional[str] = ..., cursor: _Optional[int] = ..., limit: _Optional[int] = ..., reverse: _Optional[bool] = ...) -> None: ...
+    wait: int
+    def __init__(self, chat: _Optional[str] = ..., cursor: _Optional[int] = ..., limit: _Optional[int] = ..., reverse: _Optional[bool] = ..., wait: _Optional[int] = ...) -> None: ...
 
 class PullResponse(_message.Message):
     __slots__ = ("messages", "has_more", "next_cursor", "history_truncated")

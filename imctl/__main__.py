@@ -6,7 +6,6 @@ import argparse
 import json
 import os
 import sys
-import time
 from datetime import datetime
 from typing import Any
 
@@ -43,7 +42,8 @@ def cmd_pull(client: Client, args: argparse.Namespace) -> None:
 
 
 def cmd_tail(client: Client, args: argparse.Namespace) -> None:
-    """Print the last messages, then each new one as it arrives (polling)."""
+    """Print the last messages, then each new one as it arrives: long-polls
+    (`--wait` seconds each) from the send_time after the last one seen."""
     last = client.pull(args.chat, 0, args.last, reverse=True)["messages"][::-1]
     cursor = last[-1]["send_time"] + 1 if last else 0
     new = 0
@@ -54,14 +54,12 @@ def cmd_tail(client: Client, args: argparse.Namespace) -> None:
     for message in last:
         emit(message)
     while args.count is None or new < args.count:
-        page = client.pull(args.chat, cursor, 100)
+        page = client.pull(args.chat, cursor, 100, wait=args.wait)
         for message in page["messages"][: None if args.count is None else args.count - new]:
             emit(message)
             new += 1
         if page["messages"]:
             cursor = page["messages"][-1]["send_time"] + 1
-        if not page["has_more"]:
-            time.sleep(args.interval)
 
 
 def cmd_health(client: Client, args: argparse.Namespace) -> None:
@@ -135,7 +133,7 @@ def parser() -> argparse.ArgumentParser:
     tail = commands.add_parser("tail", help="print the last messages, then new ones as they arrive")
     tail.add_argument("--chat", required=True)
     tail.add_argument("--last", type=int, default=10, help="how many earlier messages to show first")
-    tail.add_argument("--interval", type=float, default=1.0, help="seconds between polls")
+    tail.add_argument("--wait", type=int, default=25, help="seconds each long-poll waits for a new message")
     tail.add_argument("--count", type=int, help="exit after this many new messages")
     tail.set_defaults(run=cmd_tail)
 

@@ -28,7 +28,9 @@ class ServiceError(Exception):
 class Client(Protocol):
     def send(self, chat: str, sender: str, text: str, idempotency_key: str | None = None) -> dict[str, Any]: ...
 
-    def pull(self, chat: str, cursor: int = 0, limit: int = 0, reverse: bool = False) -> dict[str, Any]: ...
+    def pull(self, chat: str, cursor: int = 0, limit: int = 0, reverse: bool = False, wait: int = 0) -> dict[str, Any]:
+        """A page; with `wait` (seconds), an empty one waits for the next message."""
+        ...
 
     def health(self) -> dict[str, Any]: ...
 
@@ -55,9 +57,11 @@ class HttpClient:
             headers["Idempotency-Key"] = idempotency_key
         return self._call(urllib.request.Request(self._base_url + "/api/send", body, headers, method="POST"))
 
-    def pull(self, chat: str, cursor: int = 0, limit: int = 0, reverse: bool = False) -> dict[str, Any]:
-        query = urllib.parse.urlencode({"chat": chat, "cursor": cursor, "limit": limit, "reverse": str(reverse)})
-        return self._call(urllib.request.Request(f"{self._base_url}/api/pull?{query}", headers=self._auth))
+    def pull(self, chat: str, cursor: int = 0, limit: int = 0, reverse: bool = False, wait: int = 0) -> dict[str, Any]:
+        fields = {"chat": chat, "cursor": cursor, "limit": limit, "reverse": str(reverse), "wait": wait}
+        query = urllib.parse.urlencode(fields)
+        request = urllib.request.Request(f"{self._base_url}/api/pull?{query}", headers=self._auth)
+        return self._call(request, wait)
 
     def list_chats(self, user: str, cursor: int = 0, limit: int = 0) -> dict[str, Any]:
         query = urllib.parse.urlencode({"user": user, "cursor": cursor, "limit": limit} if user else {"limit": limit})
@@ -80,9 +84,9 @@ class HttpClient:
     def close(self) -> None:
         pass
 
-    def _call(self, request: urllib.request.Request) -> dict[str, Any]:
+    def _call(self, request: urllib.request.Request, wait_s: int = 0) -> dict[str, Any]:
         try:
-            with urllib.request.urlopen(request, timeout=self._timeout_s) as response:
+            with urllib.request.urlopen(request, timeout=self._timeout_s + wait_s) as response:
                 body: dict[str, Any] = json.load(response)
                 return body
         except urllib.error.HTTPError as e:
@@ -102,6 +106,7 @@ class ThriftClient:
         host, _, port = address.rpartition(":")
         self._rpc = idl.load_rpc()
         self._address = address
+        self._timeout_s = timeout_s
         self._socket = TSocket(
             host or "127.0.0.1", int(port), socket_timeout=timeout_s * 1000, connect_timeout=timeout_s * 1000
         )
@@ -116,8 +121,9 @@ class ThriftClient:
         response = self._call("Send", self._rpc.SendRequest(message=message, IdempotencyKey=idempotency_key))
         return {"send_time": response.SendTime}
 
-    def pull(self, chat: str, cursor: int = 0, limit: int = 0, reverse: bool = False) -> dict[str, Any]:
-        request = self._rpc.PullRequest(Chat=chat, Cursor=cursor, Limit=limit, Reverse=reverse)
+    def pull(self, chat: str, cursor: int = 0, limit: int = 0, reverse: bool = False, wait: int = 0) -> dict[str, Any]:
+        request = self._rpc.PullRequest(Chat=chat, Cursor=cursor, Limit=limit, Reverse=reverse, WaitMs=wait * 1000)
+        self._socket.set_timeout((self._timeout_s + wait) * 1000)
         page = self._call("Pull", request)
         return {
             "messages": [_message(m) for m in page.Messages or []],

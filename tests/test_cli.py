@@ -91,7 +91,7 @@ def test_tail_prints_the_last_messages_then_new_ones(stack: Stack, api: Api, cha
     for i in range(3):
         api.send_ok(chat, f"old {i}", a)
     transport = ["--rpc", f"127.0.0.1:{stack.rpc.port}"] if rpc else ["--url", stack.http.url]
-    argv = [IMCTL, *transport, "tail", "--chat", chat, "--last", "2", "--interval", "0.05", "--count", "2"]
+    argv = [IMCTL, *transport, "tail", "--chat", chat, "--last", "2", "--wait", "10", "--count", "2"]
     tail = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
         first = _read_lines(tail, 2, timeout=15)  # the last two old messages come first

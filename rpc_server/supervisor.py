@@ -39,15 +39,15 @@ def supervise(cfg: Config, workers: int) -> int:
     def start() -> None:
         children.append(subprocess.Popen([sys.executable, "-m", "rpc_server"], env=env))
 
+    stopping = Event()  # before the workers: a SIGTERM from now on stops them gracefully
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        gevent.signal_handler(sig, stopping.set)
     for _ in range(workers):
         start()
     serve_metrics(cfg.host, cfg.metrics_port)
     log.info("supervising %d workers on %s:%d (metrics :%d)", workers, cfg.host, cfg.port, cfg.metrics_port)
 
     registration = register(cfg)
-    stopping = Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        gevent.signal_handler(sig, stopping.set)
     while not stopping.wait(0.5):
         for child in [c for c in children if c.poll() is not None]:
             log.warning("worker %d exited with %s; starting another", child.pid, child.returncode)

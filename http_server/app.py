@@ -5,6 +5,7 @@ gunicorn (`http_server.app:get_app()`)."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import falcon
 
@@ -15,16 +16,24 @@ from http_server.errors import handle_unexpected, serialize_error
 from http_server.logs import configure_logging
 from http_server.resources import AdminChat, AdminUser, Chats, Health, MessageService, OpenApiSpec, Ping, Pull, Send
 from http_server.rpc_pool import RpcClientPool
+from http_server.streaming import Subscribe
 from http_server.telemetry import Metrics, RequestTelemetry
 
 
 def create_app(
-    service: MessageService, max_body_bytes: int, auth: Authentication | None = None, max_wait_s: int = 30
+    service: MessageService,
+    max_body_bytes: int,
+    auth: Authentication | None = None,
+    max_wait_s: int = 30,
+    streams: Subscribe | None = None,
+    allowed_origins: str = "",
 ) -> falcon.App[falcon.Request, falcon.Response]:
     # auth None: AUTH_MODE none (every caller None). (The annotation lets mypy type the mixed list.)
-    app: falcon.App[falcon.Request, falcon.Response] = falcon.App(
-        middleware=[RequestTelemetry(), auth or Authentication()]
-    )
+    middleware: list[Any] = [RequestTelemetry(), auth or Authentication()]
+    if allowed_origins:  # for browsers' EventSource (and fetch) from other origins
+        origins = [o.strip() for o in allowed_origins.split(",")]
+        middleware.append(falcon.CORSMiddleware(allow_origins="*" if "*" in origins else origins))
+    app: falcon.App[falcon.Request, falcon.Response] = falcon.App(middleware=middleware)
     app.req_options.default_media_type = falcon.MEDIA_JSON
     app.resp_options.default_media_type = falcon.MEDIA_JSON
     app.set_error_serializer(serialize_error)
@@ -36,6 +45,7 @@ def create_app(
     app.add_route("/api/send", Send(service, max_body_bytes))
     app.add_route("/api/pull", Pull(service, max_body_bytes, max_wait_s))
     app.add_route("/api/chats", Chats(service, max_body_bytes))
+    app.add_route("/api/subscribe", streams or Subscribe(service, max_streams=1000, heartbeat_s=15))
     app.add_route("/api/admin/chats/{chat}", AdminChat(service))
     app.add_route("/api/admin/users/{user}", AdminUser(service))
     return app
@@ -58,4 +68,11 @@ def get_app() -> falcon.App[falcon.Request, falcon.Response]:
     # Waiting pulls: their own connections, whose reads may take the longest wait.
     waits = RpcClientPool(rpc.IMService, rpc_servers, cfg.rpc_wait_pool_size, connect_s, cfg.pull_max_wait_s + call_s)
     service = MessageService(rpc, pool, waits, call_s)
-    return create_app(service, cfg.max_body_bytes, auth=Authentication(cfg), max_wait_s=cfg.pull_max_wait_s)
+    return create_app(
+        service,
+        cfg.max_body_bytes,
+        auth=Authentication(cfg),
+        max_wait_s=cfg.pull_max_wait_s,
+        streams=Subscribe(service, cfg.sse_max_streams, cfg.sse_heartbeat_s),
+        allowed_origins=cfg.sse_allowed_origins,
+    )

@@ -30,6 +30,7 @@ MESSAGES: dict[str, dict[str, str]] = {
         "next_cursor": "int64",
         "history_truncated": "bool",
     },
+    "SubscribeRequest": {"chat": "string", "cursor": "int64"},
     "ListChatsRequest": {"user": "string", "cursor": "int64", "limit": "int32"},
     "ChatSummary": {"chat": "string", "last_send_time": "int64", "last_message": "Message"},
     "ListChatsResponse": {"chats": "repeated ChatSummary", "has_more": "bool", "next_cursor": "int64"},

@@ -12,11 +12,14 @@ import os
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, fields
+from typing import TYPE_CHECKING
 
-import jwt
-from cryptography.exceptions import UnsupportedAlgorithm
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
+
+# jwt and cryptography are imported only with AUTH_MODE=jwt, where they are
+# used: gunicorn's master imports this module before the workers' gevent
+# patching, and PyJWT's jwks_client imports ssl, which gevent warns about.
 
 
 def _available_cpus() -> int:
@@ -32,7 +35,7 @@ class Config:
     host: str = "0.0.0.0"
     port: int = 8080
     workers: int = _available_cpus()
-    worker_connections: int = 1000
+    worker_connections: int = 2000
     rpc_addr: str = "127.0.0.1:8888"
     rpc_dns: str = ""
     rpc_etcd: str = ""
@@ -43,7 +46,10 @@ class Config:
     rpc_connect_timeout_ms: int = 250
     rpc_pool_size: int = 64
     pull_max_wait_s: int = 30
-    rpc_wait_pool_size: int = 1000
+    rpc_wait_pool_size: int = 1500
+    sse_max_streams: int = 1000
+    sse_heartbeat_s: int = 15
+    sse_allowed_origins: str = ""
     max_body_bytes: int = 65536
     keepalive_s: int = 5
     graceful_timeout_s: int = 10
@@ -76,6 +82,9 @@ _SOURCES = {
     "rpc_pool_size": ("RPC_POOL_SIZE", "RPC connections per worker"),
     "pull_max_wait_s": ("PULL_MAX_WAIT_S", "longest long-poll wait of GET /api/pull (larger waits are clamped)"),
     "rpc_wait_pool_size": ("RPC_WAIT_POOL_SIZE", "RPC connections per worker for waiting pulls (their own pool)"),
+    "sse_max_streams": ("SSE_MAX_STREAMS", "event streams (GET /api/subscribe) per worker; beyond, 503"),
+    "sse_heartbeat_s": ("SSE_HEARTBEAT_S", "seconds between heartbeat comments on an idle event stream"),
+    "sse_allowed_origins": ("SSE_ALLOWED_ORIGINS", "origins allowed by CORS (comma-separated, or *; empty: none)"),
     "max_body_bytes": ("MAX_BODY_BYTES", "largest request body (413 beyond)"),
     "keepalive_s": ("HTTP_KEEPALIVE_S", "close an idle client connection after this long"),
     "graceful_timeout_s": ("HTTP_GRACEFUL_TIMEOUT_S", "on SIGTERM, how long requests in flight may take to finish"),
@@ -156,6 +165,8 @@ def check_auth(cfg: Config) -> JwtKey | None:
 
 
 def _hs256_secret(secret: str) -> str:
+    import jwt
+
     # Never put the secret itself in a message.
     if len(secret.encode()) < JWT_MIN_SECRET_BYTES:
         raise ConfigError(f"JWT_SECRET must be at least {JWT_MIN_SECRET_BYTES} bytes (RFC 7518 3.2)")
@@ -167,6 +178,10 @@ def _hs256_secret(secret: str) -> str:
 
 
 def _rs256_public_key(path: str) -> RSAPublicKey:
+    from cryptography.exceptions import UnsupportedAlgorithm
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
+
     try:
         with open(path, "rb") as f:
             pem = f.read()

@@ -17,6 +17,9 @@ Three things the stock `gevent_pywsgi` worker lacks, added here:
   handler stops reading instead;
 - it builds a gunicorn access-log record for every request; the Falcon
   middleware already logs each request as JSON, so that is skipped.
+
+And on SIGTERM (or a quick stop), event streams (http_server.streaming)
+end at once rather than holding the graceful stop for their whole length.
 """
 
 from __future__ import annotations
@@ -24,9 +27,11 @@ from __future__ import annotations
 import contextlib
 import socket
 
+import gevent
 from gunicorn.workers.ggevent import GeventPyWSGIWorker, PyWSGIHandler
 
 from http_server.config import load as _load_config
+from http_server.stopping import STOPPING
 
 _KEEPALIVE_S = _load_config([]).keepalive_s
 
@@ -48,3 +53,11 @@ class _Handler(PyWSGIHandler):  # type: ignore[misc]
 
 class Worker(GeventPyWSGIWorker):  # type: ignore[misc]
     wsgi_handler = _Handler
+
+    def handle_exit(self, sig: int, frame: object) -> None:
+        gevent.spawn(STOPPING.set)  # out of the signal handler, as gunicorn's handle_quit does
+        super().handle_exit(sig, frame)
+
+    def handle_quit(self, sig: int, frame: object) -> None:
+        gevent.spawn(STOPPING.set)
+        super().handle_quit(sig, frame)

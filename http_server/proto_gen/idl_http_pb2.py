@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x0eidl_http.proto\x12\x03\x61pi\"H\n\x07Message\x12\x0c\n\x04\x63hat\x18\x01 \x01(\t\x12\x0c\n\x04text\x18\x02 \x01(\t\x12\x0e\n\x06sender\x18\x03 \x01(\t\x12\x11\n\tsend_time\x18\x04 \x01(\x03\"K\n\x0bSendRequest\x12\x0c\n\x04\x63hat\x18\x01 \x01(\t\x12\x0c\n\x04text\x18\x02 \x01(\t\x12\x0e\n\x06sender\x18\x03 \x01(\t\x12\x10\n\x08receiver\x18\x04 \x01(\t\"!\n\x0cSendResponse\x12\x11\n\tsend_time\x18\x01 \x01(\x03\"Y\n\x0bPullRequest\x12\x0c\n\x04\x63hat\x18\x01 \x01(\t\x12\x0e\n\x06\x63ursor\x18\x02 \x01(\x03\x12\r\n\x05limit\x18\x03 \x01(\x05\x12\x0f\n\x07reverse\x18\x04 \x01(\x08\x12\x0c\n\x04wait\x18\x05 \x01(\x05\"p\n\x0cPullResponse\x12\x1e\n\x08messages\x18\x01 \x03(\x0b\x32\x0c.api.Message\x12\x10\n\x08has_more\x18\x02 \x01(\x08\x12\x13\n\x0bnext_cursor\x18\x03 \x01(\x03\x12\x19\n\x11history_truncated\x18\x04 \x01(\x08\"?\n\x10ListChatsRequest\x12\x0c\n\x04user\x18\x01 \x01(\t\x12\x0e\n\x06\x63ursor\x18\x02 \x01(\x03\x12\r\n\x05limit\x18\x03 \x01(\x05\"W\n\x0b\x43hatSummary\x12\x0c\n\x04\x63hat\x18\x01 \x01(\t\x12\x16\n\x0elast_send_time\x18\x02 \x01(\x03\x12\"\n\x0clast_message\x18\x03 \x01(\x0b\x32\x0c.api.Message\"[\n\x11ListChatsResponse\x12\x1f\n\x05\x63hats\x18\x01 \x03(\x0b\x32\x10.api.ChatSummary\x12\x10\n\x08has_more\x18\x02 \x01(\x08\x12\x13\n\x0bnext_cursor\x18\x03 \x01(\x03\"@\n\rAdminResponse\x12\x15\n\rchats_deleted\x18\x01 \x01(\x05\x12\x18\n\x10messages_deleted\x18\x02 \x01(\x03\x32\xac\x01\n\x0eMessageService\x12-\n\x04Send\x12\x10.api.SendRequest\x1a\x11.api.SendResponse\"\x00\x12-\n\x04Pull\x12\x10.api.PullRequest\x1a\x11.api.PullResponse\"\x00\x12<\n\tListChats\x12\x15.api.ListChatsRequest\x1a\x16.api.ListChatsResponse\"\x00\x42OZMgithub.com/TikTokTechImmersion/assignment_demo_2023/http-server/proto_gen/apib\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x0eidl_http.proto\x12\x03\x61pi\"H\n\x07Message\x12\x0c\n\x04\x63hat\x18\x01 \x01(\t\x12\x0c\n\x04text\x18\x02 \x01(\t\x12\x0e\n\x06sender\x18\x03 \x01(\t\x12\x11\n\tsend_time\x18\x04 \x01(\x03\"K\n\x0bSendRequest\x12\x0c\n\x04\x63hat\x18\x01 \x01(\t\x12\x0c\n\x04text\x18\x02 \x01(\t\x12\x0e\n\x06sender\x18\x03 \x01(\t\x12\x10\n\x08receiver\x18\x04 \x01(\t\"!\n\x0cSendResponse\x12\x11\n\tsend_time\x18\x01 \x01(\x03\"Y\n\x0bPullRequest\x12\x0c\n\x04\x63hat\x18\x01 \x01(\t\x12\x0e\n\x06\x63ursor\x18\x02 \x01(\x03\x12\r\n\x05limit\x18\x03 \x01(\x05\x12\x0f\n\x07reverse\x18\x04 \x01(\x08\x12\x0c\n\x04wait\x18\x05 \x01(\x05\"p\n\x0cPullResponse\x12\x1e\n\x08messages\x18\x01 \x03(\x0b\x32\x0c.api.Message\x12\x10\n\x08has_more\x18\x02 \x01(\x08\x12\x13\n\x0bnext_cursor\x18\x03 \x01(\x03\x12\x19\n\x11history_truncated\x18\x04 \x01(\x08\"0\n\x10SubscribeRequest\x12\x0c\n\x04\x63hat\x18\x01 \x01(\t\x12\x0e\n\x06\x63ursor\x18\x02 \x01(\x03\"?\n\x10ListChatsRequest\x12\x0c\n\x04user\x18\x01 \x01(\t\x12\x0e\n\x06\x63ursor\x18\x02 \x01(\x03\x12\r\n\x05limit\x18\x03 \x01(\x05\"W\n\x0b\x43hatSummary\x12\x0c\n\x04\x63hat\x18\x01 \x01(\t\x12\x16\n\x0elast_send_time\x18\x02 \x01(\x03\x12\"\n\x0clast_message\x18\x03 \x01(\x0b\x32\x0c.api.Message\"[\n\x11ListChatsResponse\x12\x1f\n\x05\x63hats\x18\x01 \x03(\x0b\x32\x10.api.ChatSummary\x12\x10\n\x08has_more\x18\x02 \x01(\x08\x12\x13\n\x0bnext_cursor\x18\x03 \x01(\x03\"@\n\rAdminResponse\x12\x15\n\rchats_deleted\x18\x01 \x01(\x05\x12\x18\n\x10messages_deleted\x18\x02 \x01(\x03\x32\xe2\x01\n\x0eMessageService\x12-\n\x04Send\x12\x10.api.SendRequest\x1a\x11.api.SendResponse\"\x00\x12-\n\x04Pull\x12\x10.api.PullRequest\x1a\x11.api.PullResponse\"\x00\x12<\n\tListChats\x12\x15.api.ListChatsRequest\x1a\x16.api.ListChatsResponse\"\x00\x12\x34\n\tSubscribe\x12\x15.api.SubscribeRequest\x1a\x0c.api.Message\"\x00\x30\x01\x42OZMgithub.com/TikTokTechImmersion/assignment_demo_2023/http-server/proto_gen/apib\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -42,14 +42,16 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_PULLREQUEST']._serialized_end=298
   _globals['_PULLRESPONSE']._serialized_start=300
   _globals['_PULLRESPONSE']._serialized_end=412
-  _globals['_LISTCHATSREQUEST']._serialized_start=414
-  _globals['_LISTCHATSREQUEST']._serialized_end=477
-  _globals['_CHATSUMMARY']._serialized_start=479
-  _globals['_CHATSUMMARY']._serialized_end=566
-  _globals['_LISTCHATSRESPONSE']._serialized_start=568
-  _globals['_LISTCHATSRESPONSE']._serialized_end=659
-  _globals['_ADMINRESPONSE']._serialized_start=661
-  _globals['_ADMINRESPONSE']._serialized_end=725
-  _globals['_MESSAGESERVICE']._serialized_start=728
-  _globals['_MESSAGESERVICE']._serialized_end=900
+  _globals['_SUBSCRIBEREQUEST']._serialized_start=414
+  _globals['_SUBSCRIBEREQUEST']._serialized_end=462
+  _globals['_LISTCHATSREQUEST']._serialized_start=464
+  _globals['_LISTCHATSREQUEST']._serialized_end=527
+  _globals['_CHATSUMMARY']._serialized_start=529
+  _globals['_CHATSUMMARY']._serialized_end=616
+  _globals['_LISTCHATSRESPONSE']._serialized_start=618
+  _globals['_LISTCHATSRESPONSE']._serialized_end=709
+  _globals['_ADMINRESPONSE']._serialized_start=711
+  _globals['_ADMINRESPONSE']._serialized_end=775
+  _globals['_MESSAGESERVICE']._serialized_start=778
+  _globals['_MESSAGESERVICE']._serialized_end=1004
 # @@protoc_insertion_point(module_scope)

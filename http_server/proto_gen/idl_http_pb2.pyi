@@ -62,6 +62,14 @@ class PullResponse(_message.Message):
     history_truncated: bool
     def __init__(self, messages: _Optional[_Iterable[_Union[Message, _Mapping]]] = ..., has_more: _Optional[bool] = ..., next_cursor: _Optional[int] = ..., history_truncated: _Optional[bool] = ...) -> None: ...
 
+class SubscribeRequest(_message.Message):
+    __slots__ = ("chat", "cursor")
+    CHAT_FIELD_NUMBER: _ClassVar[int]
+    CURSOR_FIELD_NUMBER: _ClassVar[int]
+    chat: str
+    cursor: int
+    def __init__(self, chat: _Optional[str] = ..., cursor: _Optional[int] = ...) -> None: ...
+
 class ListChatsRequest(_message.Message):
     __slots__ = ("user", "cursor", "limit")
     USER_FIELD_NUMBER: _ClassVar[int]

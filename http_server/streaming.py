@@ -1,0 +1,102 @@
+"""GET /api/subscribe: a chat's messages as Server-Sent Events.
+
+Every message with send_time >= cursor, oldest first, then each new one as
+it is stored: `id:` is the send_time, `data:` the message's JSON. A client
+that reconnects with `Last-Event-ID` resumes right after that event
+(cursor = id + 1), so nothing is missed and nothing repeated.
+
+The stream is a loop of long-poll pulls through the RPC server, from the
+cursor after the last event sent: the HTTP tier still speaks only Thrift,
+and a wake-up that was missed delays an event, never loses one. An empty
+long-poll sends a comment line (a heartbeat), so that proxies keep an idle
+stream open. A client that does not read is dropped after the worker's
+socket timeout (HTTP_KEEPALIVE_S): nothing is buffered for it.
+
+Streams end at once, cleanly, when the worker stops (SIGTERM), or when the
+RPC server or Redis fails: the client reconnects, with Last-Event-ID, to
+this server or another.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator
+from typing import Any
+
+import falcon
+import gevent
+
+from http_server import codec
+from http_server.errors import ApiError
+from http_server.params import read_params
+from http_server.resources import MessageService, caller
+from http_server.stopping import STOPPING
+
+_EVENT_ID = re.compile(r"[0-9]{1,19}")
+
+
+class Subscribe:
+    def __init__(self, service: MessageService, max_streams: int, heartbeat_s: int) -> None:
+        self._service = service
+        self._max_streams = max_streams
+        self._heartbeat_s = heartbeat_s
+        self._streams = 0
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        fields = codec.decode("SubscribeRequest", read_params(req, 4096))
+        chat, cursor = fields["chat"] or "", _resume_cursor(req) or fields["cursor"] or 0
+        req.context.chat = chat
+        if self._streams >= self._max_streams or STOPPING.is_set():
+            raise ApiError(503, f"too many streams on this server ({self._max_streams}); retry")
+        # The first page before the stream starts: bad input and a down
+        # service are answered as usual (400, 403, 503), not mid-stream.
+        first = self._pull(chat, cursor, req, wait_s=0)
+        resp.content_type = "text/event-stream"
+        resp.set_header("Cache-Control", "no-cache")
+        resp.set_header("X-Accel-Buffering", "no")  # nginx: do not buffer the stream
+        resp.stream = self._events(chat, cursor, first, req)
+
+    def _events(self, chat: str, cursor: int, page: Any, req: falcon.Request) -> Iterator[bytes]:
+        self._streams += 1
+        try:
+            yield b": stream of " + chat.encode() + b"\n\n"
+            while True:
+                for message in page.Messages or ():
+                    yield _event(message)
+                    cursor = message.SendTime + 1
+                if not page.Messages:
+                    yield b": heartbeat\n\n"
+                page = self._wait(chat, cursor, req)
+                if page is None:  # stopping, or the service failed: the client reconnects
+                    return
+        finally:
+            self._streams -= 1
+
+    def _wait(self, chat: str, cursor: int, req: falcon.Request) -> Any | None:
+        """The next page, long-polled; None when the worker stops first or
+        the call fails."""
+        call = gevent.spawn(self._pull, chat, cursor, req, self._heartbeat_s)
+        gevent.wait([call, STOPPING], count=1)
+        if not call.ready():
+            call.kill(block=False)
+            return None
+        return call.value if call.successful() else None
+
+    def _pull(self, chat: str, cursor: int, req: falcon.Request, wait_s: int) -> Any:
+        return self._service.pull(chat, cursor, 100, False, caller(req), req.context.request_id, wait_s)
+
+
+def _resume_cursor(req: falcon.Request) -> int | None:
+    """Last-Event-ID (a send_time we sent as `id:`) + 1, if the header is there."""
+    last = req.get_header("Last-Event-ID")
+    if last is None:
+        return None
+    if not _EVENT_ID.fullmatch(last.strip()):
+        raise ApiError(400, "Last-Event-ID must be the id of an event of this stream (a send_time)")
+    return int(last) + 1
+
+
+def _event(message: Any) -> bytes:
+    data = json.dumps(codec.encode("Message", message), ensure_ascii=False)
+    return f"id: {message.SendTime}\ndata: {data}\n\n".encode()

@@ -17,6 +17,7 @@ waiter is woken to re-read, and redis-py subscribes again on reconnect.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -42,6 +43,9 @@ class Notifier:
         self._waiters: dict[str, set[Event]] = {}
         self._count = 0
         self._pubsub = client.pubsub()
+        # A Cluster's pub/sub polls each shard's connection in turn, each for
+        # up to this long: short, or a notice on one shard waits on the others.
+        self._poll_s = 0.05 if isinstance(client, redis.RedisCluster) else 1.0
         self._reader: gevent.Greenlet | None = None
         self._closed = False
 
@@ -106,14 +110,20 @@ class Notifier:
 
     def _read(self) -> None:
         while not self._closed:
+            started = time.monotonic()
             try:
-                message = self._pubsub.get_sharded_message(ignore_subscribe_messages=True, timeout=1.0)
+                message = self._pubsub.get_sharded_message(ignore_subscribe_messages=True, timeout=self._poll_s)
             except (redis.ConnectionError, redis.TimeoutError, OSError) as e:
                 log.warning("notification connection failed (%s); waiters re-read", e)
                 self._wake_all()
                 gevent.sleep(0.2)
                 continue
             if message is None:
+                if time.monotonic() - started < self._poll_s / 2:
+                    # Nothing to wait on (a Cluster's pub/sub with no
+                    # subscription returns at once): never spin, which would
+                    # starve every other greenlet of this process.
+                    gevent.sleep(self._poll_s)
                 continue
             for event in self._waiters.get(_text(message["channel"]), ()):
                 event.set()

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
@@ -17,7 +18,7 @@ from rpc_server.erasure import Erasure
 from rpc_server.redis_client import connect_redis
 from rpc_server.store import MessageStore, stream_key, user_chats_key
 from tests.conftest import Api
-from tests.servers import HttpServer, RedisCluster, RpcServer
+from tests.servers import HttpServer, RedisCluster, RpcServer, scrape_metrics, wait_until
 
 
 @pytest.fixture(scope="module")
@@ -30,17 +31,22 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisCluster]:
 
 
 @pytest.fixture(scope="module")
-def cluster_api(cluster: RedisCluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]:
+def cluster_servers(cluster: RedisCluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Api, RpcServer]]:
     directory = tmp_path_factory.mktemp("cluster-stack")
     rpc = RpcServer(directory, "redis://unused:1/0", REDIS_CLUSTER_NODES=cluster.addresses)
     rpc.start()
     http = HttpServer(directory, rpc.port)
     http.start()
     try:
-        yield Api(http.url)
+        yield Api(http.url), rpc
     finally:
         http.stop()
         rpc.stop()
+
+
+@pytest.fixture(scope="module")
+def cluster_api(cluster_servers: tuple[Api, RpcServer]) -> Api:
+    return cluster_servers[0]
 
 
 def _store(cluster: RedisCluster) -> MessageStore:
@@ -119,3 +125,19 @@ def test_conversation_lists_deletion_and_erasure_span_the_shards(cluster: RedisC
     assert conversations.list(user, 0, 100).items == []
     assert all(store.read(chat, 0, 10, reverse=False).items == [] for chat in chats)
     assert conversations.list(chats[1].second, 0, 10).items == []
+
+
+def test_a_waiting_pull_is_woken_on_the_cluster(cluster_servers: tuple[Api, RpcServer]) -> None:
+    """Sharded pub/sub: the send script publishes on the chat's shard, where
+    the RPC server's subscription for that chat lives."""
+    api, rpc = cluster_servers
+    metrics = f"http://127.0.0.1:{rpc.metrics_port}/metrics"
+    tag = uuid.uuid4().hex[:6]
+    for i in range(6):  # several chats, so that several shards take part
+        chat = f"lp{i}-{tag}:q-{tag}"
+        with ThreadPoolExecutor(1) as pool:
+            params = {"chat": chat, "cursor": 0, "wait": 20}
+            pending = pool.submit(requests.get, api.base_url + "/api/pull", params=params, timeout=30)
+            wait_until(lambda: scrape_metrics(metrics)["rpc_calls_in_flight"] >= 1, 10, "the pull to wait")
+            sent = api.send_ok(chat, "wake", chat.split(":")[0])
+            assert [m["send_time"] for m in pending.result().json()["messages"]] == [sent]

@@ -120,10 +120,11 @@ class Notifier:
                 continue
             if message is None:
                 if time.monotonic() - started < self._poll_s / 2:
-                    # Nothing to wait on (a Cluster's pub/sub with no
-                    # subscription returns at once): never spin, which would
-                    # starve every other greenlet of this process.
-                    gevent.sleep(self._poll_s)
+                    # Back at once: a (un)subscribe confirmation, or nothing to
+                    # wait on (a Cluster's pub/sub with no subscription returns
+                    # at once). Never spin, which would starve every other
+                    # greenlet of this process; and with waiters, not long.
+                    gevent.sleep(0.001 if self._waiters else self._poll_s)
                 continue
             for event in self._waiters.get(_text(message["channel"]), ()):
                 event.set()

@@ -7,9 +7,6 @@ reconnects. Latencies are printed, never asserted."""
 from __future__ import annotations
 
 import json
-import statistics
-import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -20,8 +17,9 @@ from typing import Any
 import pytest
 import requests
 
+from bench import sse_delivery
 from tests.conftest import Api
-from tests.servers import ROOT, HttpServer, RedisServer, RpcServer, Stack, wait_until
+from tests.servers import HttpServer, RedisServer, RpcServer, Stack, wait_until
 
 
 def _chat() -> str:
@@ -206,61 +204,25 @@ def test_a_redis_restart_loses_nothing_for_a_reconnecting_client(rpc: Any, tmp_p
 def test_a_thousand_subscribers_get_every_message_once_in_order(stack: Stack, tmp_path: Path) -> None:
     """1000 subscribers on one chat and 100 on 100 others, while 5 writers
     send 200 messages to the first: each subscriber receives exactly its
-    chat's messages, each once, in send_time order."""
+    chat's messages, each once, in send_time order (bench.sse_delivery,
+    which the benchmark runs with 2000)."""
     http = HttpServer(
         tmp_path, stack.rpc.port, SSE_MAX_STREAMS="2000", RPC_WAIT_POOL_SIZE="2500", HTTP_WORKER_CONNECTIONS="3000"
     )
     http.start()
     try:
-        main, others = _chat(), [_chat() for _ in range(100)]
-        spec = {main: [1000, 200], **{chat: [1, 1] for chat in others}}
-        clients = subprocess.Popen(
-            [sys.executable, "-m", "tests.sse_clients", "--url", http.url, "--spec", json.dumps(spec)],
-            cwd=ROOT,
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        assert clients.stdout is not None
-        assert clients.stdout.readline().strip() == "ready"
-        sent_at: dict[int, float] = {}
-        main_sent: list[int] = []
-        lock = threading.Lock()
-
-        def writer(n: int) -> None:
-            session = requests.Session()
-            for i in range(40):
-                body = {"chat": main, "text": f"w{n} m{i}", "sender": main.split(":")[i % 2]}
-                r = session.post(http.url + "/api/send", json=body, timeout=30)
-                assert r.status_code == 200, r.text
-                with lock:
-                    sent_at[r.json()["send_time"]] = time.time()
-                    main_sent.append(r.json()["send_time"])
-
-        writers = [threading.Thread(target=writer, args=(n,)) for n in range(5)]
-        for w in writers:
-            w.start()
-        other_sent = {}
-        for chat in others:
-            body = {"chat": chat, "text": "only", "sender": chat.split(":")[0]}
-            other_sent[chat] = requests.post(http.url + "/api/send", json=body, timeout=30).json()["send_time"]
-        for w in writers:
-            w.join()
-        out, _ = clients.communicate(timeout=180)
-        result = json.loads(out)
-        assert result[main]["errors"] == []
-        assert len(result[main]["ids"]) == 1000
-        for ids in result[main]["ids"]:
-            assert ids == sorted(main_sent)  # every message, once, in send_time order
-        for chat in others:
-            assert result[chat]["errors"] == []
-            assert result[chat]["ids"] == [[other_sent[chat]]]
-        latencies = [
-            1000 * (at - sent_at[int(event_id)])
-            for event_id, arrivals in result[main]["arrivals"].items()
-            for at in arrivals
-        ]
-        cuts = statistics.quantiles(latencies, n=100)
-        reconnects = result[main]["reconnects"]
-        print(f"1000 subscribers: delivery latency p50 {cuts[49]:.0f} ms, p99 {cuts[98]:.0f} ms; {reconnects} resumed")
+        result = sse_delivery.run(http.url, 1000)
+        received = result["received"]
+        main = received[result["main"]]
+        assert main["errors"] == []
+        assert len(main["ids"]) == 1000
+        for ids in main["ids"]:
+            assert ids == result["main_sent"]  # every message, once, in send_time order
+        assert len(result["main_sent"]) == 200
+        for chat, sent in result["other_sent"].items():
+            assert received[chat]["errors"] == []
+            assert received[chat]["ids"] == [[sent]]
+        latency = f"delivery p50 {result['p50_ms']} ms, p99 {result['p99_ms']} ms"
+        print(f"1000 subscribers: {latency}; {result['resumed']} resumed")
     finally:
         http.stop()

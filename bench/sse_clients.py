@@ -1,5 +1,5 @@
 """Many Server-Sent Events subscribers in one process (gevent), for the
-tests and the benchmark: `python -m tests.sse_clients --url URL --spec JSON`.
+tests and the benchmark: `python -m bench.sse_clients --url URL --spec JSON`.
 
 The spec maps each chat to [subscribers, events to expect]. Each subscriber
 opens GET /api/subscribe?chat=…, prints nothing until every subscriber has

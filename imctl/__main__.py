@@ -42,24 +42,21 @@ def cmd_pull(client: Client, args: argparse.Namespace) -> None:
 
 
 def cmd_tail(client: Client, args: argparse.Namespace) -> None:
-    """Print the last messages, then each new one as it arrives: long-polls
-    (`--wait` seconds each) from the send_time after the last one seen."""
+    """Print the last messages, then each new one as it arrives: over HTTP an
+    event stream (GET /api/subscribe), over Thrift long-polls; both from the
+    send_time after the last message shown."""
     last = client.pull(args.chat, 0, args.last, reverse=True)["messages"][::-1]
     cursor = last[-1]["send_time"] + 1 if last else 0
-    new = 0
-
-    def emit(message: dict[str, Any]) -> None:
-        print(json.dumps(message, ensure_ascii=False) if args.json else show_message(message), flush=True)
-
     for message in last:
-        emit(message)
-    while args.count is None or new < args.count:
-        page = client.pull(args.chat, cursor, 100, wait=args.wait)
-        for message in page["messages"][: None if args.count is None else args.count - new]:
-            emit(message)
-            new += 1
-        if page["messages"]:
-            cursor = page["messages"][-1]["send_time"] + 1
+        _print_message(message, args.json)
+    for new, message in enumerate(client.follow(args.chat, cursor, args.wait), 1):
+        _print_message(message, args.json)
+        if args.count is not None and new >= args.count:
+            return
+
+
+def _print_message(message: dict[str, Any], raw: bool) -> None:
+    print(json.dumps(message, ensure_ascii=False) if raw else show_message(message), flush=True)
 
 
 def cmd_health(client: Client, args: argparse.Namespace) -> None:
@@ -133,7 +130,7 @@ def parser() -> argparse.ArgumentParser:
     tail = commands.add_parser("tail", help="print the last messages, then new ones as they arrive")
     tail.add_argument("--chat", required=True)
     tail.add_argument("--last", type=int, default=10, help="how many earlier messages to show first")
-    tail.add_argument("--wait", type=int, default=25, help="seconds each long-poll waits for a new message")
+    tail.add_argument("--wait", type=int, default=25, help="with --rpc: seconds each long-poll waits")
     tail.add_argument("--count", type=int, help="exit after this many new messages")
     tail.set_defaults(run=cmd_tail)
 

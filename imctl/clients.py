@@ -5,10 +5,12 @@ not depend on the transport."""
 from __future__ import annotations
 
 import json
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from typing import Any, Protocol
+from collections.abc import Iterator
+from typing import Any, NoReturn, Protocol
 
 from thriftpy2.protocol import TCyBinaryProtocol
 from thriftpy2.thrift import TClient
@@ -33,6 +35,10 @@ class Client(Protocol):
         ...
 
     def health(self) -> dict[str, Any]: ...
+
+    def follow(self, chat: str, cursor: int, wait: int) -> Iterator[dict[str, Any]]:
+        """Every message from `cursor` on, as they come, for ever."""
+        ...
 
     def list_chats(self, user: str, cursor: int = 0, limit: int = 0) -> dict[str, Any]: ...
 
@@ -63,6 +69,29 @@ class HttpClient:
         request = urllib.request.Request(f"{self._base_url}/api/pull?{query}", headers=self._auth)
         return self._call(request, wait)
 
+    def follow(self, chat: str, cursor: int, wait: int) -> Iterator[dict[str, Any]]:
+        """The chat's event stream (GET /api/subscribe), resumed with
+        Last-Event-ID whenever it ends (the server stopped, say)."""
+        last_id = cursor - 1 if cursor else None
+        while True:
+            headers = {**self._auth, "Accept": "text/event-stream"}
+            if last_id is not None:
+                headers["Last-Event-ID"] = str(last_id)
+            url = f"{self._base_url}/api/subscribe?{urllib.parse.urlencode({'chat': chat})}"
+            try:
+                with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=60) as stream:
+                    for line in stream:
+                        if line.startswith(b"data: "):
+                            message: dict[str, Any] = json.loads(line[6:])
+                            last_id = message["send_time"]
+                            yield message
+            except urllib.error.HTTPError as e:
+                if e.code != 503:  # 400, 401, 403: reconnecting will not help
+                    self._raise(e)
+            except (urllib.error.URLError, OSError):
+                pass  # the stream broke: resume after the last event
+            time.sleep(1)
+
     def list_chats(self, user: str, cursor: int = 0, limit: int = 0) -> dict[str, Any]:
         query = urllib.parse.urlencode({"user": user, "cursor": cursor, "limit": limit} if user else {"limit": limit})
         return self._call(urllib.request.Request(f"{self._base_url}/api/chats?{query}", headers=self._auth))
@@ -90,13 +119,18 @@ class HttpClient:
                 body: dict[str, Any] = json.load(response)
                 return body
         except urllib.error.HTTPError as e:
-            try:
-                error = json.load(e)
-                raise ServiceError(int(error["code"]), str(error["msg"])) from None
-            except (ValueError, KeyError, TypeError):
-                raise ServiceError(e.code, e.reason) from None
+            self._raise(e)
         except (urllib.error.URLError, OSError) as e:
             raise ServiceError(503, f"cannot reach {self._base_url}: {e}") from None
+
+    @staticmethod
+    def _raise(e: urllib.error.HTTPError) -> NoReturn:
+        try:
+            error = json.load(e)
+            code, msg = int(error["code"]), str(error["msg"])
+        except (ValueError, KeyError, TypeError):
+            code, msg = e.code, e.reason
+        raise ServiceError(code, msg) from None
 
 
 class ThriftClient:
@@ -131,6 +165,14 @@ class ThriftClient:
             "next_cursor": page.NextCursor or 0,
             "history_truncated": bool(page.HistoryTruncated),
         }
+
+    def follow(self, chat: str, cursor: int, wait: int) -> Iterator[dict[str, Any]]:
+        """Long-polls (`wait` seconds each) from the send_time after the last message."""
+        while True:
+            page = self.pull(chat, cursor, 100, wait=wait)
+            for message in page["messages"]:
+                cursor = message["send_time"] + 1
+                yield message
 
     def list_chats(self, user: str, cursor: int = 0, limit: int = 0) -> dict[str, Any]:
         page = self._call("ListChats", self._rpc.ListChatsRequest(User=user, Cursor=cursor, Limit=limit))

@@ -6,6 +6,7 @@ valid or stored is the RPC server's, reached through `MessageService`.
 
 from __future__ import annotations
 
+import functools
 from importlib import resources
 from typing import Any
 
@@ -15,6 +16,7 @@ from http_server import codec
 from http_server.errors import ApiError, from_rpc_code
 from http_server.params import read_params
 from http_server.rpc_pool import RpcClientPool, RpcUnavailable
+from http_server.stopping import stopped, unless_stopping
 
 
 class MessageService:
@@ -161,7 +163,8 @@ class Pull:
             raise ApiError(400, "wait must not be negative")
         if wait_s and fields["reverse"]:
             raise ApiError(400, "wait works oldest first only: not with reverse")
-        page = self._service.pull(
+        pull = functools.partial(
+            self._service.pull,
             fields["chat"] or "",
             fields["cursor"] or 0,
             codec.clamp_int32(fields["limit"] or 0),
@@ -170,7 +173,9 @@ class Pull:
             req.context.request_id,
             min(wait_s, self._max_wait_s),
         )
-        resp.media = codec.encode("PullResponse", page)
+        # A worker that stops ends a long-poll at once, with the empty page its wait would have ended with.
+        page = unless_stopping(pull) if wait_s else pull()
+        resp.media = codec.encode("PullResponse", None if stopped(page) else page)
 
 
 class Chats:

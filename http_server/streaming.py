@@ -25,13 +25,12 @@ from collections.abc import Iterator
 from typing import Any
 
 import falcon
-import gevent
 
 from http_server import codec
 from http_server.errors import ApiError
 from http_server.params import read_params
 from http_server.resources import MessageService, caller
-from http_server.stopping import STOPPING
+from http_server.stopping import STOPPING, stopped, unless_stopping
 
 _EVENT_ID = re.compile(r"[0-9]{1,19}")
 
@@ -76,12 +75,11 @@ class Subscribe:
     def _wait(self, chat: str, cursor: int, req: falcon.Request) -> Any | None:
         """The next page, long-polled; None when the worker stops first or
         the call fails."""
-        call = gevent.spawn(self._pull, chat, cursor, req, self._heartbeat_s)
-        gevent.wait([call, STOPPING], count=1)
-        if not call.ready():
-            call.kill(block=False)
+        try:
+            page = unless_stopping(self._pull, chat, cursor, req, self._heartbeat_s)
+        except ApiError:
             return None
-        return call.value if call.successful() else None
+        return None if stopped(page) else page
 
     def _pull(self, chat: str, cursor: int, req: falcon.Request, wait_s: int) -> Any:
         return self._service.pull(chat, cursor, 100, False, caller(req), req.context.request_id, wait_s)

@@ -18,7 +18,7 @@ from thriftpy2.rpc import make_client
 from thriftpy2.transport import TCyBufferedTransportFactory
 
 from tests.conftest import Api
-from tests.servers import RedisServer, RpcServer, Stack, wait_until
+from tests.servers import HttpServer, RedisServer, RpcServer, Stack, signal, wait_until
 
 
 def _client(rpc: Any, port: int) -> Any:
@@ -204,3 +204,22 @@ def test_waits_survive_a_redis_restart(rpc: Any, tmp_path: Path) -> None:
     finally:
         server.stop()
         redis_server.stop()
+
+
+@pytest.mark.fault
+def test_sigterm_of_the_http_server_ends_its_long_polls_at_once(stack: Stack, tmp_path: Path) -> None:
+    http = HttpServer(tmp_path, stack.rpc.port, workers=1)
+    http.start()
+    try:
+        with ThreadPoolExecutor(3) as pool:
+            params = {"chat": _chat(), "wait": 30}
+            polls = [pool.submit(requests.get, http.url + "/api/pull", params=params, timeout=40) for _ in range(3)]
+            _waiting(stack.rpc, 3)
+            stopped = time.monotonic()
+            http.stop(signal.SIGTERM)
+            answers = [f.result() for f in polls]
+            print(f"3 long-polls answered and the server stopped in {time.monotonic() - stopped:.2f} s")
+        assert [(r.status_code, r.json()["messages"]) for r in answers] == [(200, [])] * 3
+        assert http.popen is not None and http.popen.returncode == 0
+    finally:
+        http.stop()

@@ -7,6 +7,7 @@ reconnects. Latencies are printed, never asserted."""
 from __future__ import annotations
 
 import json
+import socket
 import threading
 import time
 import uuid
@@ -226,3 +227,28 @@ def test_a_thousand_subscribers_get_every_message_once_in_order(stack: Stack, tm
         print(f"1000 subscribers: {latency}; {result['resumed']} resumed")
     finally:
         http.stop()
+
+
+@pytest.mark.parametrize(
+    "stream_server", [{"HTTP_KEEPALIVE_S": "1", "SSE_MAX_STREAMS": "1", "workers": 1}], indirect=True
+)
+def test_a_consumer_that_stops_reading_is_dropped_not_buffered(stream_server: HttpServer) -> None:
+    """With room for one stream, a second one is 503 until the stalled
+    consumer is dropped (its socket write times out): then it opens."""
+    chat = _chat()
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # before connecting: a small window
+        sock.connect(("127.0.0.1", stream_server.port))
+        sock.sendall(f"GET /api/subscribe?chat={chat} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+        session, text, statuses = requests.Session(), "x" * 4000, []
+
+        def stalled_stream_dropped() -> bool:
+            for _ in range(50):  # 200 KB more that this client never reads
+                body = {"chat": chat, "text": text, "sender": chat[:10]}
+                session.post(stream_server.url + "/api/send", json=body, timeout=10)
+            with _subscribe(stream_server.url, _chat()) as other:
+                statuses.append(other.status_code)
+                return other.status_code == 200
+
+        wait_until(stalled_stream_dropped, 60, "the stalled stream to be dropped")
+        assert statuses[0] == 503  # it did hold the only slot, until it was dropped

@@ -27,6 +27,7 @@ from gevent.event import Event
 
 from rpc_server.chat_id import Chat
 from rpc_server.errors import StorageUnavailable
+from rpc_server.observability import WAITING
 from rpc_server.store import notify_channel
 
 log = logging.getLogger(__name__)
@@ -74,6 +75,7 @@ class Notifier:
         waiters = self._waiters.setdefault(channel, set())
         waiters.add(event)
         self._count += 1
+        WAITING.inc()
         try:
             if len(waiters) == 1:
                 self._subscribe(channel)
@@ -81,6 +83,7 @@ class Notifier:
         finally:
             waiters.discard(event)
             self._count -= 1
+            WAITING.dec()
             if not waiters and self._waiters.get(channel) is waiters:
                 del self._waiters[channel]
                 self._unsubscribe(channel)

@@ -25,6 +25,7 @@ LATENCY = Histogram(
     buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
 )
 IN_FLIGHT = Gauge("rpc_calls_in_flight", "Thrift calls being answered", multiprocess_mode="livesum")
+WAITING = Gauge("rpc_pulls_waiting", "Pulls waiting for a message (long-poll)", multiprocess_mode="livesum")
 CONNECTIONS = Gauge("rpc_connections_open", "Open Thrift connections", multiprocess_mode="livesum")
 REFUSED = Counter("rpc_connections_closed_on_error_total", "Connections closed for bad input, by reason", ["reason"])
 REDIS_ERRORS = Counter("redis_errors_total", "Failed Redis calls, by kind", ["kind"])

@@ -18,7 +18,7 @@ from thriftpy2.rpc import make_client
 from thriftpy2.transport import TCyBufferedTransportFactory
 
 from tests.conftest import Api
-from tests.servers import HttpServer, RedisServer, RpcServer, Stack, signal, wait_until
+from tests.servers import HttpServer, RedisServer, RpcServer, Stack, scrape_metrics, signal, wait_until
 
 
 def _client(rpc: Any, port: int) -> Any:
@@ -38,14 +38,9 @@ def _chat() -> str:
 
 
 def _waiting(server: RpcServer, count: int) -> None:
-    """Until the server holds `count` waiting calls (its in-flight gauge)."""
-
-    def ready() -> bool:
-        with requests.get(f"http://127.0.0.1:{server.metrics_port}/metrics", timeout=5) as r:
-            line = next(x for x in r.text.splitlines() if x.startswith("rpc_calls_in_flight "))
-        return float(line.split()[1]) >= count
-
-    wait_until(ready, 15, f"{count} waiting calls")
+    """Until the server holds `count` pulls waiting for a message (its gauge)."""
+    metrics = f"http://127.0.0.1:{server.metrics_port}/metrics"
+    wait_until(lambda: scrape_metrics(metrics)["rpc_pulls_waiting"] >= count, 15, f"{count} waiting pulls")
 
 
 def test_a_waiting_pull_returns_the_message_sent_meanwhile(api: Api, chat: str, stack: Stack) -> None:
@@ -223,3 +218,23 @@ def test_sigterm_of_the_http_server_ends_its_long_polls_at_once(stack: Stack, tm
         assert http.popen is not None and http.popen.returncode == 0
     finally:
         http.stop()
+
+
+def test_waiting_pulls_beyond_the_limit_get_503(stack: Stack, rpc: Any, tmp_path: Path) -> None:
+    server = RpcServer(tmp_path, stack.redis.url, RPC_MAX_WAITERS="1")
+    server.start()
+    try:
+        with ThreadPoolExecutor(1) as pool:
+            first = pool.submit(
+                lambda: _client(rpc, server.port).Pull(rpc.PullRequest(Chat=_chat(), Cursor=0, Limit=10, WaitMs=3000))
+            )
+            _waiting(server, 1)
+            client = _client(rpc, server.port)
+            second = client.Pull(rpc.PullRequest(Chat=_chat(), Cursor=0, Limit=10, WaitMs=3000))
+            assert second.Code == 503 and "too many waiting calls" in second.Msg
+            plain = client.Pull(rpc.PullRequest(Chat=_chat(), Cursor=0, Limit=10))  # not waiting: served
+            assert plain.Code == 0
+            client.close()
+            assert first.result(timeout=10).Code == 0
+    finally:
+        server.stop()

@@ -13,9 +13,13 @@ import time
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import redis
 import requests
+from thriftpy2.protocol import TCyBinaryProtocolFactory
+from thriftpy2.rpc import make_client
+from thriftpy2.transport import TCyBufferedTransportFactory
 
 ROOT = Path(__file__).resolve().parent.parent
 REDIS_CONF = ROOT / "deploy" / "redis.conf"
@@ -98,6 +102,18 @@ def scrape_metrics(url: str) -> dict[str, float]:
             name, _, value = line.rpartition(" ")
             samples[name] = float(value)
     return samples
+
+
+def thrift_client(rpc: Any, port: int, timeout_ms: int = 20000) -> Any:
+    """A thriftpy2 client (Cython transports, strict binary, buffered) to an RPC server on this machine."""
+    return make_client(
+        rpc.IMService,
+        "127.0.0.1",
+        port,
+        proto_factory=TCyBinaryProtocolFactory(),
+        trans_factory=TCyBufferedTransportFactory(),
+        timeout=timeout_ms,
+    )
 
 
 def _port_open(port: int) -> bool:
@@ -298,4 +314,14 @@ class Stack:
             server.stop()
 
 
-__all__ = ["HttpServer", "RedisServer", "RpcServer", "Stack", "free_port", "scrape_metrics", "signal", "wait_until"]
+__all__ = [
+    "HttpServer",
+    "RedisServer",
+    "RpcServer",
+    "Stack",
+    "free_port",
+    "scrape_metrics",
+    "signal",
+    "thrift_client",
+    "wait_until",
+]

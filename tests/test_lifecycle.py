@@ -15,9 +15,6 @@ from typing import Any
 
 import pytest
 import requests
-from thriftpy2.protocol import TCyBinaryProtocolFactory
-from thriftpy2.rpc import make_client
-from thriftpy2.transport import TCyBufferedTransportFactory
 
 from rpc_server.chat_id import parse_chat
 from rpc_server.conversations import Conversations
@@ -25,22 +22,11 @@ from rpc_server.errors import StorageUnavailable
 from rpc_server.redis_client import connect_redis
 from rpc_server.store import MessageStore, idempotency_key, stream_key, user_chats_key
 from tests.conftest import Api
-from tests.servers import ADMIN_TOKEN, ROOT, HttpServer, RpcServer, Stack, wait_until
+from tests.servers import ADMIN_TOKEN, ROOT, HttpServer, RpcServer, Stack, thrift_client, wait_until
 
 
 def _tag() -> str:
     return uuid.uuid4().hex[:8]
-
-
-def _client(rpc: Any, port: int) -> Any:
-    return make_client(
-        rpc.IMService,
-        "127.0.0.1",
-        port,
-        proto_factory=TCyBinaryProtocolFactory(),
-        trans_factory=TCyBufferedTransportFactory(),
-        timeout=10000,
-    )
 
 
 @pytest.fixture
@@ -74,7 +60,7 @@ def _pull(client: Any, rpc: Any, chat: str, cursor: int = 0, limit: int = 100, r
 def test_count_retention_keeps_the_newest_and_says_history_was_truncated(
     stack: Stack, retention_rpc: RpcServer, rpc: Any
 ) -> None:
-    client = _client(rpc, retention_rpc.port)
+    client = thrift_client(rpc, retention_rpc.port)
     chat = f"a-{_tag()}:b-{_tag()}"
     times = [_send(client, rpc, chat, chat.split(":")[0], f"m{i}") for i in range(250)]
     kept = stack.redis.client().xlen(stream_key(parse_chat(chat)))
@@ -98,7 +84,7 @@ def test_count_retention_keeps_the_newest_and_says_history_was_truncated(
 
 @pytest.mark.parametrize("retention_rpc", [{"RETENTION_MAX_AGE_S": "1"}], indirect=True)
 def test_age_retention_trims_older_messages_on_the_next_send(stack: Stack, retention_rpc: RpcServer, rpc: Any) -> None:
-    client = _client(rpc, retention_rpc.port)
+    client = thrift_client(rpc, retention_rpc.port)
     chat = f"a-{_tag()}:b-{_tag()}"
     old = _send(client, rpc, chat, chat.split(":")[0], "old")
     assert [m.Text for m in _pull(client, rpc, chat).Messages] == ["old"]
@@ -378,7 +364,7 @@ def test_with_auth_the_caller_acts_only_as_itself_in_its_own_chats(stack: Stack,
 
 @pytest.mark.parametrize("retention_rpc", [{"RETENTION_MAX_AGE_S": "1"}], indirect=True)
 def test_sweep_applies_retention_to_chats_nobody_writes_to(stack: Stack, retention_rpc: RpcServer, rpc: Any) -> None:
-    client = _client(rpc, retention_rpc.port)
+    client = thrift_client(rpc, retention_rpc.port)
     idle, busy = f"i-{_tag()}:j-{_tag()}", f"k-{_tag()}:l-{_tag()}"
     old = _send(client, rpc, idle, idle.split(":")[0], "idle and old")
     wait_until(lambda: time.time() * 1e6 > old + 1.2e6, 5, "the message to be older than 1 s")

@@ -13,28 +13,23 @@ from typing import Any
 
 import pytest
 import requests
-from thriftpy2.protocol import TCyBinaryProtocolFactory
-from thriftpy2.rpc import make_client
-from thriftpy2.transport import TCyBufferedTransportFactory
 
 from tests.conftest import Api
-from tests.servers import HttpServer, RedisServer, RpcServer, Stack, scrape_metrics, signal, wait_until
-
-
-def _client(rpc: Any, port: int) -> Any:
-    return make_client(
-        rpc.IMService,
-        "127.0.0.1",
-        port,
-        proto_factory=TCyBinaryProtocolFactory(),
-        trans_factory=TCyBufferedTransportFactory(),
-        timeout=20000,
-    )
+from tests.servers import HttpServer, RedisServer, RpcServer, Stack, scrape_metrics, signal, thrift_client, wait_until
 
 
 def _chat() -> str:
     tag = uuid.uuid4().hex[:8]
     return f"w-{tag}:v-{tag}"
+
+
+def _wait_pull(rpc: Any, port: int, chat: str, wait_ms: int) -> Any:
+    """A long-poll Pull from the start of `chat`, on a connection of its own."""
+    client = thrift_client(rpc, port)
+    try:
+        return client.Pull(rpc.PullRequest(Chat=chat, Cursor=0, Limit=10, WaitMs=wait_ms))
+    finally:
+        client.close()
 
 
 def _waiting(server: RpcServer, count: int) -> None:
@@ -84,7 +79,7 @@ def test_bad_waits_are_400(api: Api, chat: str, params: dict[str, Any]) -> None:
 
 
 def test_thrift_wait_with_reverse_is_400(stack: Stack, rpc: Any) -> None:
-    client = _client(rpc, stack.rpc.port)
+    client = thrift_client(rpc, stack.rpc.port)
     answer = client.Pull(rpc.PullRequest(Chat=_chat(), Cursor=0, Limit=10, Reverse=True, WaitMs=100))
     assert answer.Code == 400 and "reverse" in answer.Msg
     client.close()
@@ -94,11 +89,11 @@ def test_every_waiter_of_a_chat_is_woken_and_no_other(stack: Stack, rpc: Any) ->
     """100 waiters on one chat and 20 on another, on two RPC replicas: one
     send wakes exactly the first 100, wherever they wait."""
     chat, other = _chat(), _chat()
-    sender = _client(rpc, stack.rpc.port)
+    sender = thrift_client(rpc, stack.rpc.port)
     start = int(sender.Send(rpc.SendRequest(message=rpc.Message(Chat=chat, Text="0", Sender=chat[:10]))).SendTime)
 
     def wait(target: str, wait_ms: int) -> list[int]:
-        client = _client(rpc, stack.rpc.port)
+        client = thrift_client(rpc, stack.rpc.port)
         try:
             page = client.Pull(rpc.PullRequest(Chat=target, Cursor=start + 1, Limit=10, WaitMs=wait_ms))
             assert page.Code == 0, page.Msg
@@ -123,11 +118,9 @@ def test_a_send_on_another_replica_wakes_the_waiter(stack: Stack, rpc: Any, tmp_
     try:
         chat = _chat()
         with ThreadPoolExecutor(1) as pool:
-            pending = pool.submit(
-                lambda: _client(rpc, stack.rpc.port).Pull(rpc.PullRequest(Chat=chat, Cursor=0, Limit=10, WaitMs=15000))
-            )
+            pending = pool.submit(_wait_pull, rpc, stack.rpc.port, chat, 15000)
             _waiting(stack.rpc, 1)
-            via_replica = _client(rpc, replica.port)
+            via_replica = thrift_client(rpc, replica.port)
             message = rpc.Message(Chat=chat, Text="from the replica", Sender=chat[:10])
             sent = int(via_replica.Send(rpc.SendRequest(message=message)).SendTime)
             assert [m.SendTime for m in pending.result(timeout=30).Messages] == [sent]
@@ -142,14 +135,7 @@ def test_sigterm_ends_waiting_pulls_at_once(stack: Stack, rpc: Any, tmp_path: Pa
     server.start()
     try:
         with ThreadPoolExecutor(10) as pool:
-            pulls = [
-                pool.submit(
-                    lambda: _client(rpc, server.port).Pull(
-                        rpc.PullRequest(Chat=_chat(), Cursor=0, Limit=10, WaitMs=30000)
-                    )
-                )
-                for _ in range(10)
-            ]
+            pulls = [pool.submit(_wait_pull, rpc, server.port, _chat(), 30000) for _ in range(10)]
             _waiting(server, 10)
             stopped = time.monotonic()
             server.stop()  # SIGTERM
@@ -173,19 +159,15 @@ def test_waits_survive_a_redis_restart(rpc: Any, tmp_path: Path) -> None:
     try:
         chat = _chat()
         with ThreadPoolExecutor(2) as pool:
-            during = pool.submit(
-                lambda: _client(rpc, server.port).Pull(rpc.PullRequest(Chat=chat, Cursor=0, Limit=10, WaitMs=20000))
-            )
+            during = pool.submit(_wait_pull, rpc, server.port, chat, 20000)
             _waiting(server, 1)
             redis_server.stop()
             answer = during.result(timeout=30)
             assert answer.Code in (0, 503), answer.Msg
             redis_server.start()
-            after = pool.submit(
-                lambda: _client(rpc, server.port).Pull(rpc.PullRequest(Chat=chat, Cursor=0, Limit=10, WaitMs=20000))
-            )
+            after = pool.submit(_wait_pull, rpc, server.port, chat, 20000)
             _waiting(server, 1)
-            sender = _client(rpc, server.port)
+            sender = thrift_client(rpc, server.port)
 
             def send_until_woken() -> bool:
                 message = rpc.Message(Chat=chat, Text="after the restart", Sender=chat[:10])
@@ -225,11 +207,9 @@ def test_waiting_pulls_beyond_the_limit_get_503(stack: Stack, rpc: Any, tmp_path
     server.start()
     try:
         with ThreadPoolExecutor(1) as pool:
-            first = pool.submit(
-                lambda: _client(rpc, server.port).Pull(rpc.PullRequest(Chat=_chat(), Cursor=0, Limit=10, WaitMs=3000))
-            )
+            first = pool.submit(_wait_pull, rpc, server.port, _chat(), 3000)
             _waiting(server, 1)
-            client = _client(rpc, server.port)
+            client = thrift_client(rpc, server.port)
             second = client.Pull(rpc.PullRequest(Chat=_chat(), Cursor=0, Limit=10, WaitMs=3000))
             assert second.Code == 503 and "too many waiting calls" in second.Msg
             plain = client.Pull(rpc.PullRequest(Chat=_chat(), Cursor=0, Limit=10))  # not waiting: served

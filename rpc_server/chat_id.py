@@ -31,6 +31,11 @@ class Chat:
     def has_member(self, name: str) -> bool:
         return name in (self.first, self.second)
 
+    @property
+    def members(self) -> tuple[str, ...]:
+        """The distinct members, sorted: one for a note to self (`a:a`)."""
+        return (self.first,) if self.first == self.second else (self.first, self.second)
+
 
 def canonical_member(name: object, what: str = "sender") -> str:
     """Validate a member name and return its canonical (ASCII-lowercase) form."""

@@ -32,7 +32,7 @@ from prometheus_client import Counter
 from rpc_server.chat_id import Chat, parse_chat_or_none
 from rpc_server.paging import Page
 from rpc_server.redis_client import storage_errors
-from rpc_server.store import KEY_PREFIX, LuaScript, MessageStore, StoredMessage, stream_key, user_chats_key
+from rpc_server.store import KEY_PREFIX, LuaScript, MessageStore, StoredMessage, chat_of_key, stream_key, user_chats_key
 
 log = logging.getLogger(__name__)
 
@@ -63,8 +63,7 @@ class Conversations:
         self._update(chat, send_time)
 
     def _update(self, chat: Chat, send_time: int) -> None:
-        members = {chat.first, chat.second}
-        commands = [("ZADD", user_chats_key(m), "GT", send_time, chat.id) for m in sorted(members)]
+        commands = [("ZADD", user_chats_key(m), "GT", send_time, chat.id) for m in chat.members]
         failures = [r for r in self._store.run_many(commands) if isinstance(r, Exception)]
         if failures:
             INDEX_FAILURES.inc()
@@ -132,14 +131,6 @@ class Conversations:
                 continue
             removed += int(self._store.eval_script(self._remove_if_unchanged, [key], [member, _score_text(score)]))
         return removed
-
-
-def chat_of_key(key: str) -> Chat | None:
-    """The chat whose hash tag `key` carries ("im:v1:{a:b}:..."), if any."""
-    if not key.startswith(KEY_PREFIX + "{"):
-        return None
-    tag, sep, _ = key[len(KEY_PREFIX) + 1 :].partition("}")
-    return parse_chat_or_none(tag) if sep else None
 
 
 def _score_text(score: float) -> str:

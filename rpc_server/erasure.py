@@ -23,9 +23,8 @@ from dataclasses import dataclass
 from typing import cast
 
 from rpc_server.chat_id import Chat, parse_chat_or_none
-from rpc_server.conversations import chat_of_key
 from rpc_server.redis_client import storage_errors
-from rpc_server.store import KEY_PREFIX, MessageStore, rate_key, stream_key, trim_mark_key, user_chats_key
+from rpc_server.store import KEY_PREFIX, MessageStore, chat_of_key, rate_key, stream_key, trim_mark_key, user_chats_key
 
 
 @dataclass
@@ -71,7 +70,7 @@ class Erasure:
                 erased.chats += 1
                 erased.messages += messages
             client.delete(trim_mark_key(chat))
-            for member in {chat.first, chat.second}:
+            for member in chat.members:
                 client.zrem(user_chats_key(member), chat.id)
         return erased
 

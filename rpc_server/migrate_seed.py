@@ -528,7 +528,7 @@ class Migration:
         """Put the chat in both members' lists (ZADD GT: never moves an entry
         back). How many entries changed (or would)."""
         changed = 0
-        for member in sorted({chat.first, chat.second}):
+        for member in chat.members:
             key = user_chats_key(member)
             if self.dry_run:
                 score = self.target.zscore(key, chat.id)

@@ -67,9 +67,7 @@ class IMService:
             sender = canonical_member(message.Sender, "sender")
             if not chat.has_member(sender):
                 raise InvalidArgument(f"sender {sender!r} is not a member of chat {chat.id!r}")
-            caller = _caller(req.Caller)
-            if caller is not None and caller != sender:
-                raise PermissionDenied(f"{caller!r} may not send as {sender!r}")
+            _check_acts_as(_caller(req.Caller), sender, "send as")
             text = self._valid_text(message.Text)
             key = _valid_idempotency_key(req.IdempotencyKey)
             self._store.check_rate(sender)
@@ -123,9 +121,7 @@ class IMService:
             if req is None:
                 raise InvalidArgument("request is required")
             user = canonical_member(req.User, "user")
-            caller = _caller(req.Caller)
-            if caller is not None and caller != user:
-                raise PermissionDenied(f"{caller!r} may not list the chats of {user!r}")
+            _check_acts_as(_caller(req.Caller), user, "list the chats of")
             cursor, limit = self._paging(req.Cursor, req.Limit)
             page = self._conversations.list(user, cursor, limit)
             chats = [
@@ -226,6 +222,11 @@ def _caller(caller: object) -> str | None:
     if caller is None or caller == "":
         return None
     return canonical_member(caller, "caller")
+
+
+def _check_acts_as(caller: str | None, user: str, action: str) -> None:
+    if caller is not None and caller != user:
+        raise PermissionDenied(f"{caller!r} may not {action} {user!r}")
 
 
 def _check_member(caller: str | None, chat: Chat) -> None:

@@ -42,7 +42,7 @@ from typing import Any, NamedTuple, cast
 
 import redis
 
-from rpc_server.chat_id import Chat
+from rpc_server.chat_id import Chat, parse_chat_or_none
 from rpc_server.errors import IdempotencyConflict, RateLimited, StorageUnavailable
 from rpc_server.paging import Page, history_truncated, make_page, range_bounds
 from rpc_server.pipelining import AutoPipeline
@@ -160,7 +160,7 @@ class MessageStore:
         keys = [stream_key(chat), trim_mark_key(chat)]
         if key is not None:
             keys.append(idempotency_key(chat, key))
-        lists = sorted({chat.first, chat.second}) if self.updates_lists_on_append else []
+        lists = chat.members if self.updates_lists_on_append else ()
         keys += [user_chats_key(member) for member in lists]
         args: list[str | int] = [sender, text, fingerprint(sender, text), self._idempotency_ttl_s, *self._retention]
         args += ["1" if key is not None else "0", chat.id if lists else "", notify_channel(chat)]
@@ -188,7 +188,7 @@ class MessageStore:
         commands = [(command, stream_key(chat), first, last, "COUNT", limit + 1), ("GET", trim_mark_key(chat))]
         with storage_errors():
             entries, trimmed_before = self._raise_first_error(self.run_many(commands))
-        fetched = [StoredMessage(_send_time(entry_id), f["s"], f["t"]) for entry_id, f in entries]
+        fetched = [_stored(entry) for entry in entries]
         page = make_page(fetched, limit, lambda m: m.send_time)
         truncated = history_truncated(cursor, reverse, page.has_more, int(trimmed_before or 0))
         return Page(page.items, page.has_more, page.next_cursor, truncated)
@@ -232,10 +232,7 @@ class MessageStore:
         replies = self.run_many([("XREVRANGE", stream_key(chat), "+", "-", "COUNT", 1) for chat in chats])
         with storage_errors():
             self._raise_first_error(replies)
-        last: list[StoredMessage | None] = []
-        for reply in replies:
-            last.append(StoredMessage(_send_time(reply[0][0]), reply[0][1]["s"], reply[0][1]["t"]) if reply else None)
-        return last
+        return [_stored(reply[0]) if reply else None for reply in replies]
 
     def ping(self) -> bool:
         with storage_errors():
@@ -291,6 +288,20 @@ class MessageStore:
         except redis.exceptions.NoScriptError:  # Redis restarted or flushed its scripts: it did not run
             self._redis.script_load(script.source)
             return self._run(*command)
+
+
+def chat_of_key(key: str) -> Chat | None:
+    """The chat whose hash tag `key` carries ("im:v1:{a:b}:..."), if any."""
+    if not key.startswith(KEY_PREFIX + "{"):
+        return None
+    tag, sep, _ = key[len(KEY_PREFIX) + 1 :].partition("}")
+    return parse_chat_or_none(tag) if sep else None
+
+
+def _stored(entry: tuple[str, dict[str, str]]) -> StoredMessage:
+    """A stream entry (ID, fields) as XRANGE returns it, decoded."""
+    entry_id, fields = entry
+    return StoredMessage(_send_time(entry_id), fields["s"], fields["t"])
 
 
 def _send_time(entry_id: str) -> int:

@@ -18,10 +18,9 @@ from gevent import monkey
 monkey.patch_all()  # the store's pipelining runs on gevent, as in the server
 
 from rpc_server import config  # noqa: E402
-from rpc_server.conversations import chat_of_key  # noqa: E402
 from rpc_server.errors import StorageUnavailable  # noqa: E402
 from rpc_server.redis_client import connect  # noqa: E402
-from rpc_server.store import KEY_PREFIX, MessageStore  # noqa: E402
+from rpc_server.store import KEY_PREFIX, MessageStore, chat_of_key  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -54,3 +54,8 @@ def test_unicode_lowercasing_is_ascii_only() -> None:
     # str.lower() would map the Kelvin sign to "k"; the name rule rejects it first.
     with pytest.raises(InvalidArgument):
         canonical_member("\u212a")
+
+
+def test_members_are_distinct_and_sorted() -> None:
+    assert parse_chat("B:a").members == ("a", "b")
+    assert parse_chat("a:A").members == ("a",)  # a note to self has one member

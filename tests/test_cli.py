@@ -9,6 +9,7 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
@@ -17,7 +18,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from tests.conftest import Api
-from tests.servers import HttpServer, Stack
+from tests.servers import ROOT, HttpServer, Stack
 
 IMCTL = str(Path(sys.executable).with_name("imctl"))
 ZONE = "Asia/Singapore"  # not the machine's zone (UTC here): proves local time is used
@@ -219,3 +220,37 @@ def test_rpc_sends_the_user_as_caller(stack: Stack, api: Api, chat: str) -> None
     assert chats.returncode == 0, chats.stderr
     assert chat in [c["chat"] for c in json.loads(chats.stdout)["chats"]]
     assert [m["text"] for m in api.pull_all(chat)] == ["hi"]  # nothing stored by the refused send
+
+
+# --- AUTH_MODE=jwt: the README's development token ---------------------------------------------
+
+
+def readme_dev_token_lines() -> list[str]:
+    """The README's `export …` lines that make a development secret and token."""
+    text = (ROOT / "README.md").read_text()
+    exports = [line for line in text.splitlines() if line.startswith("export ") and "JWT_SECRET" in line]
+    assert len(exports) == 2 and "jwt.encode" in exports[1], f"the README's development-token lines: {exports}"
+    return exports
+
+
+def test_readme_development_token_works(tmp_path: Path, stack: Stack) -> None:
+    """Run the README's two lines (with this venv's Python), start a jwt-mode
+    HTTP server with the secret they made, and call it with their token."""
+    lines = [line.replace(".venv/bin/python", sys.executable) for line in readme_dev_token_lines()]
+    script = "set -eu\n" + "\n".join(lines) + '\nprintf "%s\\n%s\\n" "$JWT_SECRET" "$IMCTL_TOKEN"\n'
+    made = subprocess.run(["bash", "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert made.returncode == 0, made.stderr
+    secret, token = made.stdout.split()
+    server = HttpServer(tmp_path, stack.rpc.port, workers=1, AUTH_MODE="jwt", JWT_SECRET=secret)
+    try:
+        server.start()
+        refused = run_imctl("--url", server.url, "chats")
+        assert refused.returncode == 1 and "error 401" in refused.stderr, refused.stderr
+        chat = f"a:jwt-{uuid.uuid4().hex[:10]}"
+        sent = run_imctl("--url", server.url, "send", "--chat", chat, "--sender", "a", "--text", "t", IMCTL_TOKEN=token)
+        assert sent.returncode == 0, sent.stderr
+        chats = run_imctl("--url", server.url, "--json", "chats", IMCTL_TOKEN=token)  # the token's user: a
+        assert chats.returncode == 0, chats.stderr
+        assert chat in [c["chat"] for c in json.loads(chats.stdout)["chats"]]
+    finally:
+        server.stop()

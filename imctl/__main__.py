@@ -100,9 +100,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--rpc",
         nargs="?",
-        const=os.environ.get("RPC_ADDR", "127.0.0.1:8888"),
+        const="",
         metavar="HOST:PORT",
-        help="call the RPC server over Thrift instead (default $RPC_ADDR or 127.0.0.1:8888)",
+        help="call the RPC server over Thrift instead (without an address: $RPC_ADDR's first, or 127.0.0.1:8888)",
     )
     p.add_argument("--timeout", type=float, default=5.0, help="seconds per call (default 5)")
     p.add_argument("--json", action="store_true", help="print the raw JSON")
@@ -110,6 +110,19 @@ def parser() -> argparse.ArgumentParser:
         "--token",
         default=os.environ.get("IMCTL_TOKEN"),
         help="bearer token for a server with AUTH_MODE=jwt ($IMCTL_TOKEN)",
+    )
+    p.add_argument(
+        "--as",
+        dest="caller",
+        metavar="USER",
+        default=os.environ.get("IMCTL_USER") or None,
+        help="act as this user ($IMCTL_USER): over HTTP the gateway's user header, for AUTH_MODE=header; "
+        "with --rpc the Thrift Caller, which the service checks",
+    )
+    p.add_argument(
+        "--user-header",
+        default=os.environ.get("IMCTL_USER_HEADER", "X-User-Id"),
+        help="the header that carries --as ($IMCTL_USER_HEADER; the server's AUTH_USER_HEADER, default X-User-Id)",
     )
     commands = p.add_subparsers(dest="command", required=True)
 
@@ -156,11 +169,33 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+COMMANDS = frozenset({"send", "pull", "tail", "health", "chats", "delete-chat", "erase-user"})
+
+
+def bare_rpc(argv: list[str]) -> list[str]:
+    """`--rpc` followed by a command (`imctl --rpc pull …`) has no address:
+    argparse would take the command for one, so it becomes `--rpc=`."""
+    out = list(argv)
+    for i, arg in enumerate(out[:-1]):
+        if arg in COMMANDS:
+            break  # the command's own arguments: not ours
+        if arg == "--rpc" and out[i + 1] in COMMANDS:
+            out[i] = "--rpc="
+    return out
+
+
+def rpc_address(rpc: str) -> str:
+    """--rpc's address, or the default: the first of $RPC_ADDR (the HTTP server's list), or 127.0.0.1:8888."""
+    return rpc or os.environ.get("RPC_ADDR", "").split(",")[0].strip() or "127.0.0.1:8888"
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
+    args = parser().parse_args(bare_rpc(sys.argv[1:] if argv is None else argv))
     try:
         client: Client = (
-            ThriftClient(args.rpc, args.timeout) if args.rpc else HttpClient(args.url, args.timeout, args.token)
+            ThriftClient(rpc_address(args.rpc), args.timeout, args.caller)
+            if args.rpc is not None
+            else HttpClient(args.url, args.timeout, args.token, args.caller, args.user_header)
         )
         try:
             args.run(client, args)

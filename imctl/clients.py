@@ -50,11 +50,21 @@ class Client(Protocol):
 
 
 class HttpClient:
-    def __init__(self, base_url: str, timeout_s: float, token: str | None = None) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        timeout_s: float,
+        token: str | None = None,
+        user: str | None = None,
+        user_header: str = "X-User-Id",
+    ) -> None:
         self._base_url = base_url.rstrip("/")
         self._timeout_s = timeout_s
-        # With AUTH_MODE=jwt on the server: the caller's bearer token.
+        # The caller, for a server with AUTH_MODE=jwt (a bearer token) or
+        # AUTH_MODE=header (the user, in the header a gateway would set).
         self._auth = {"Authorization": f"Bearer {token}"} if token else {}
+        if user:
+            self._auth[user_header] = user
 
     def send(self, chat: str, sender: str, text: str, idempotency_key: str | None = None) -> dict[str, Any]:
         body = json.dumps({"chat": chat, "sender": sender, "text": text}).encode()
@@ -136,9 +146,10 @@ class HttpClient:
 class ThriftClient:
     """Straight to the RPC server: strict binary over buffered transport."""
 
-    def __init__(self, address: str, timeout_s: float) -> None:
+    def __init__(self, address: str, timeout_s: float, caller: str | None = None) -> None:
         host, _, port = address.rpartition(":")
         self._rpc = idl.load_rpc()
+        self._caller = caller  # the Thrift field Caller: the service then checks what this user may do
         self._address = address
         self._timeout_s = timeout_s
         self._socket = TSocket(
@@ -152,11 +163,14 @@ class ThriftClient:
 
     def send(self, chat: str, sender: str, text: str, idempotency_key: str | None = None) -> dict[str, Any]:
         message = self._rpc.Message(Chat=chat, Sender=sender, Text=text)
-        response = self._call("Send", self._rpc.SendRequest(message=message, IdempotencyKey=idempotency_key))
+        request = self._rpc.SendRequest(message=message, IdempotencyKey=idempotency_key, Caller=self._caller)
+        response = self._call("Send", request)
         return {"send_time": response.SendTime}
 
     def pull(self, chat: str, cursor: int = 0, limit: int = 0, reverse: bool = False, wait: int = 0) -> dict[str, Any]:
-        request = self._rpc.PullRequest(Chat=chat, Cursor=cursor, Limit=limit, Reverse=reverse, WaitMs=wait * 1000)
+        request = self._rpc.PullRequest(
+            Chat=chat, Cursor=cursor, Limit=limit, Reverse=reverse, WaitMs=wait * 1000, Caller=self._caller
+        )
         self._socket.set_timeout((self._timeout_s + wait) * 1000)
         page = self._call("Pull", request)
         return {
@@ -175,7 +189,10 @@ class ThriftClient:
                 yield message
 
     def list_chats(self, user: str, cursor: int = 0, limit: int = 0) -> dict[str, Any]:
-        page = self._call("ListChats", self._rpc.ListChatsRequest(User=user, Cursor=cursor, Limit=limit))
+        request = self._rpc.ListChatsRequest(
+            User=user or self._caller or "", Cursor=cursor, Limit=limit, Caller=self._caller
+        )
+        page = self._call("ListChats", request)
         chats = [
             {
                 "chat": c.Chat,

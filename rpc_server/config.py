@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import argparse
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, fields
 
 
@@ -105,14 +105,42 @@ def environment(cfg: Config) -> dict[str, str]:
     return {_SOURCES[f.name][0]: str(getattr(cfg, f.name)) for f in fields(Config)}
 
 
-def load(argv: Sequence[str] | None = None, environ: Mapping[str, str] = os.environ) -> Config:
-    parser = argparse.ArgumentParser(prog="python -m rpc_server", description="IMService Thrift server")
+# the settings that reach Redis: what every operator tool (sweep, reindex) uses
+REDIS_SETTINGS = (
+    "redis_url",
+    "redis_cluster_nodes",
+    "redis_tls_ca_file",
+    "redis_timeout_ms",
+    "redis_pool_size",
+    "redis_pool_wait_ms",
+)
+
+
+def load(
+    argv: Sequence[str] | None = None,
+    environ: Mapping[str, str] = os.environ,
+    *,
+    prog: str = "python -m rpc_server",
+    description: str = "IMService Thrift server",
+    shown: Collection[str] | None = None,
+) -> Config:
+    """The settings from `argv` and `environ`. A tool that reads the server's
+    settings (sweep, reindex) passes its own `prog` and `description`, and in
+    `shown` the settings it uses: only those appear in its --help. It still
+    accepts every flag, so a server's command line can be reused as it is."""
+    parser = argparse.ArgumentParser(
+        prog=prog,
+        description=description,
+        epilog=None if shown is None else "Every other flag of `python -m rpc_server` is accepted and ignored.",
+    )
     for field in fields(Config):
         env, help_text = _SOURCES[field.name]
         parser.add_argument(
             "--" + field.name.replace("_", "-"),
             type=type(field.default),
             default=environ.get(env, field.default),
-            help=f"{help_text} (${env}, default {field.default})",
+            help=f"{help_text} (${env}, default {field.default})"
+            if shown is None or field.name in shown
+            else argparse.SUPPRESS,
         )
     return Config(**vars(parser.parse_args(argv)))

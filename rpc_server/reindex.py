@@ -22,7 +22,12 @@ from rpc_server.store import MessageStore  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
-    cfg = config.load(argv)
+    cfg = config.load(
+        argv,
+        prog="python -m rpc_server.reindex",
+        description="Rebuild every user's conversation list from the chats in Redis; print what it did as JSON.",
+        shown=(*config.REDIS_SETTINGS, "redis_pipeline_lanes"),
+    )
     store = MessageStore(connect(cfg), cfg.idempotency_ttl_s, pipeline_lanes=cfg.redis_pipeline_lanes)
     counts = Conversations(store).rebuild()
     print(json.dumps(counts))

@@ -24,7 +24,12 @@ from rpc_server.store import KEY_PREFIX, MessageStore, chat_of_key  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
-    cfg = config.load(argv)
+    cfg = config.load(
+        argv,
+        prog="python -m rpc_server.sweep",
+        description="Apply the retention settings to every chat now; print the counts as one JSON object.",
+        shown=("retention_max_age_s", "retention_max_messages", *config.REDIS_SETTINGS),
+    )
     if not (cfg.retention_max_age_s or cfg.retention_max_messages):
         print("no retention configured (RETENTION_MAX_AGE_S, RETENTION_MAX_MESSAGES): nothing to do", file=sys.stderr)
         return 2

@@ -9,6 +9,8 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
+from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -16,7 +18,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from tests.conftest import Api
-from tests.servers import Stack
+from tests.servers import ROOT, HttpServer, Stack
 
 IMCTL = str(Path(sys.executable).with_name("imctl"))
 ZONE = "Asia/Singapore"  # not the machine's zone (UTC here): proves local time is used
@@ -132,3 +134,123 @@ def test_health_fails_when_nothing_answers() -> None:
 
     result = subprocess.run([IMCTL, "--rpc", f"127.0.0.1:{free_port()}", "health"], capture_output=True, text=True)
     assert result.returncode == 1 and "error 503" in result.stderr
+
+
+def run_imctl(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    """imctl with exactly these arguments, and these variables added to the environment."""
+    return subprocess.run(
+        [IMCTL, *args], capture_output=True, text=True, timeout=30, env={**os.environ, "TZ": ZONE, **env}
+    )
+
+
+# --- --rpc without an address ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [["--rpc", "pull"], ["--json", "--rpc", "pull"], ["--rpc", "--json", "pull"], ["--rpc=", "pull"]],
+    ids=["rpc-first", "after-json", "before-json", "rpc-equals-empty"],
+)
+def test_rpc_without_an_address_uses_rpc_addr(stack: Stack, api: Api, chat: str, argv: list[str]) -> None:
+    """`--rpc` as documented, with no address: the command after it is not taken for one."""
+    api.send_ok(chat, "hi", chat.split(":")[0])
+    result = run_imctl(*argv, "--chat", chat, RPC_ADDR=f"127.0.0.1:{stack.rpc.port}")
+    assert result.returncode == 0, result.stderr
+    expected = run_imctl("--url", stack.http.url, *[a for a in argv if a == "--json"], "pull", "--chat", chat)
+    assert result.stdout == expected.stdout and "hi" in result.stdout
+
+
+def test_rpc_with_an_address_still_takes_it(stack: Stack) -> None:
+    """The address given wins over RPC_ADDR (which here points at nothing)."""
+    from tests.servers import free_port
+
+    nowhere = f"127.0.0.1:{free_port()}"
+    for rpc in (["--rpc", f"127.0.0.1:{stack.rpc.port}"], [f"--rpc=127.0.0.1:{stack.rpc.port}"]):
+        result = run_imctl(*rpc, "health", RPC_ADDR=nowhere)
+        assert result.returncode == 0, result.stderr
+
+
+# --- AUTH_MODE=header: the gateway's user header ------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def header_http(tmp_path_factory: pytest.TempPathFactory, stack: Stack) -> Iterator[HttpServer]:
+    server = HttpServer(tmp_path_factory.mktemp("header-http"), stack.rpc.port, workers=1, AUTH_MODE="header")
+    try:
+        server.start()
+        yield server
+    finally:
+        server.stop()
+
+
+def test_header_mode_needs_the_user(header_http: HttpServer, chat: str) -> None:
+    result = run_imctl("--url", header_http.url, "pull", "--chat", chat)
+    assert result.returncode == 1 and "error 401" in result.stderr and "X-User-Id" in result.stderr, result.stderr
+
+
+def test_header_mode_sends_the_user(header_http: HttpServer, api: Api, chat: str) -> None:
+    a, b = chat.split(":")
+    sent = run_imctl("--url", header_http.url, "--as", a, "send", "--chat", chat, "--sender", a, "--text", "via gw")
+    assert sent.returncode == 0, sent.stderr
+    page = run_imctl("--url", header_http.url, "--json", "pull", "--chat", chat, IMCTL_USER=b)  # the variable
+    assert page.returncode == 0, page.stderr
+    assert [m["text"] for m in json.loads(page.stdout)["messages"]] == ["via gw"]
+    chats = run_imctl("--url", header_http.url, "--as", a, "--json", "chats")  # no --user: the caller's own
+    assert chats.returncode == 0, chats.stderr
+    assert chat in [c["chat"] for c in json.loads(chats.stdout)["chats"]]
+    # the server decides with the user sent: another user is refused
+    other = run_imctl("--url", header_http.url, "--as", "mallory", "pull", "--chat", chat)
+    assert other.returncode == 1 and "error 403" in other.stderr, other.stderr
+    # --user-header names the gateway's header; the server here expects X-User-Id
+    renamed = run_imctl("--url", header_http.url, "--as", a, "--user-header", "X-Other", "pull", "--chat", chat)
+    assert renamed.returncode == 1 and "error 401" in renamed.stderr, renamed.stderr
+
+
+def test_rpc_sends_the_user_as_caller(stack: Stack, api: Api, chat: str) -> None:
+    """Over Thrift, --as is the Caller field: the RPC service checks it as it does for the HTTP tier."""
+    a, b = chat.split(":")
+    api.send_ok(chat, "hi", a)
+    rpc = f"127.0.0.1:{stack.rpc.port}"
+    assert run_imctl("--rpc", rpc, "--as", b, "pull", "--chat", chat).returncode == 0
+    refused = run_imctl("--rpc", rpc, "--as", "mallory", "pull", "--chat", chat)
+    assert refused.returncode == 1 and "error 403" in refused.stderr, refused.stderr
+    as_other = run_imctl("--rpc", rpc, "--as", b, "send", "--chat", chat, "--sender", a, "--text", "x")
+    assert as_other.returncode == 1 and "error 403" in as_other.stderr, as_other.stderr
+    chats = run_imctl("--rpc", rpc, "--as", a, "--json", "chats")  # no --user: the caller's own
+    assert chats.returncode == 0, chats.stderr
+    assert chat in [c["chat"] for c in json.loads(chats.stdout)["chats"]]
+    assert [m["text"] for m in api.pull_all(chat)] == ["hi"]  # nothing stored by the refused send
+
+
+# --- AUTH_MODE=jwt: the README's development token ---------------------------------------------
+
+
+def readme_dev_token_lines() -> list[str]:
+    """The README's `export …` lines that make a development secret and token."""
+    text = (ROOT / "README.md").read_text()
+    exports = [line for line in text.splitlines() if line.startswith("export ") and "JWT_SECRET" in line]
+    assert len(exports) == 2 and "jwt.encode" in exports[1], f"the README's development-token lines: {exports}"
+    return exports
+
+
+def test_readme_development_token_works(tmp_path: Path, stack: Stack) -> None:
+    """Run the README's two lines (with this venv's Python), start a jwt-mode
+    HTTP server with the secret they made, and call it with their token."""
+    lines = [line.replace(".venv/bin/python", sys.executable) for line in readme_dev_token_lines()]
+    script = "set -eu\n" + "\n".join(lines) + '\nprintf "%s\\n%s\\n" "$JWT_SECRET" "$IMCTL_TOKEN"\n'
+    made = subprocess.run(["bash", "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert made.returncode == 0, made.stderr
+    secret, token = made.stdout.split()
+    server = HttpServer(tmp_path, stack.rpc.port, workers=1, AUTH_MODE="jwt", JWT_SECRET=secret)
+    try:
+        server.start()
+        refused = run_imctl("--url", server.url, "chats")
+        assert refused.returncode == 1 and "error 401" in refused.stderr, refused.stderr
+        chat = f"a:jwt-{uuid.uuid4().hex[:10]}"
+        sent = run_imctl("--url", server.url, "send", "--chat", chat, "--sender", "a", "--text", "t", IMCTL_TOKEN=token)
+        assert sent.returncode == 0, sent.stderr
+        chats = run_imctl("--url", server.url, "--json", "chats", IMCTL_TOKEN=token)  # the token's user: a
+        assert chats.returncode == 0, chats.stderr
+        assert chat in [c["chat"] for c in json.loads(chats.stdout)["chats"]]
+    finally:
+        server.stop()

@@ -36,6 +36,21 @@ def _chat() -> str:
     return f"s-{tag}:t-{tag}"
 
 
+def _send(session: requests.Session, http_url: str, body: dict[str, str]) -> int:
+    """Send as a careful client does: a 503 (a busy machine can time out a
+    Redis call) is retried with the same Idempotency-Key, so the message is
+    stored once; anything else unexpected raises with its status and body."""
+    headers = {"Idempotency-Key": uuid.uuid4().hex}
+    deadline = time.monotonic() + 60
+    while True:
+        r = session.post(http_url + "/api/send", json=body, headers=headers, timeout=30)
+        if r.status_code == 200:
+            return int(r.json()["send_time"])
+        if r.status_code != 503 or time.monotonic() > deadline:
+            raise RuntimeError(f"send answered {r.status_code}: {r.text}")
+        time.sleep(0.1)
+
+
 def run(http_url: str, subscribers: int) -> dict[str, Any]:
     """Subscribe, send, collect. Returns what each subscriber received and
     what was sent, with the latencies."""
@@ -50,15 +65,19 @@ def run(http_url: str, subscribers: int) -> dict[str, Any]:
     main_sent: list[int] = []
     lock = threading.Lock()
 
+    writer_errors: list[BaseException] = []
+
     def writer(n: int) -> None:
         session = requests.Session()
-        for i in range(PER_WRITER):
-            body = {"chat": main, "text": f"w{n} m{i}", "sender": main.split(":")[i % 2]}
-            r = session.post(http_url + "/api/send", json=body, timeout=30)
-            r.raise_for_status()
-            with lock:
-                sent_at[r.json()["send_time"]] = time.time()
-                main_sent.append(r.json()["send_time"])
+        try:
+            for i in range(PER_WRITER):
+                body = {"chat": main, "text": f"w{n} m{i}", "sender": main.split(":")[i % 2]}
+                send_time = _send(session, http_url, body)
+                with lock:
+                    sent_at[send_time] = time.time()
+                    main_sent.append(send_time)
+        except BaseException as e:  # reported after the join, not lost in the thread
+            writer_errors.append(e)
 
     threads = [threading.Thread(target=writer, args=(n,)) for n in range(WRITERS)]
     for t in threads:
@@ -66,9 +85,12 @@ def run(http_url: str, subscribers: int) -> dict[str, Any]:
     other_sent = {}
     for chat in others:
         body = {"chat": chat, "text": "only", "sender": chat.split(":")[0]}
-        other_sent[chat] = requests.post(http_url + "/api/send", json=body, timeout=30).json()["send_time"]
+        other_sent[chat] = _send(requests.Session(), http_url, body)
     for t in threads:
         t.join()
+    if writer_errors:
+        clients.kill()
+        raise writer_errors[0]
     out, _ = clients.communicate(timeout=600)
     received = json.loads(out)
     latencies = [

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Install what is missing, check the code (ruff, mypy), run the whole test
 # suite. Extra arguments go to pytest, e.g. scripts/test.sh -k pull -x;
-# --fast (first) skips the fault-injection tests, for local iteration only.
-# The tests start their own redis-server, RPC server and gunicorn on free ports.
+# --fast (first) leaves out the tests marked slow, for local iteration only.
+# The tests start their own redis-server, RPC server and gunicorn on free
+# ports, so test files run in parallel: TEST_WORKERS pytest-xdist workers
+# (default 4: on 2 cores most of a test's time is waiting on servers).
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$ROOT"
 
@@ -26,8 +28,10 @@ log "ruff check / ruff format --check / mypy"
 "$VENV/bin/mypy"
 
 log "pytest"
+# --dist loadfile: a file's tests share their module's servers on one worker.
+parallel=(-n "${TEST_WORKERS:-4}" --dist loadfile)
 if [ "${1:-}" = "--fast" ]; then
     shift
-    exec "$PY" -m pytest -m "not fault" "$@"
+    exec "$PY" -m pytest "${parallel[@]}" --fast "$@"
 fi
-exec "$PY" -m pytest "$@"
+exec "$PY" -m pytest "${parallel[@]}" "$@"

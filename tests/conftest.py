@@ -18,6 +18,31 @@ import idl
 from tests.servers import Stack
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--fast",
+        action="store_true",
+        help="leave out the tests marked slow (local iteration; every test file keeps at least one test)",
+    )
+
+
+@pytest.hookimpl(tryfirst=True)  # before -k and -m: the check is about the whole collection
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """--fast leaves out the slow tests, and in a whole-suite run refuses to
+    leave a file with none. Then the slow tests go first (a stable sort), so
+    that under pytest-xdist the longest files start at once instead of ending
+    the run alone."""
+    if config.getoption("--fast"):
+        files = {item.path for item in items}
+        kept = [item for item in items if item.get_closest_marker("slow") is None]
+        left_out = sorted(str(path.name) for path in files - {item.path for item in kept})
+        if left_out and config.args_source == pytest.Config.ArgsSource.TESTPATHS:
+            raise pytest.UsageError(f"--fast would run no test of {', '.join(left_out)}: mark fewer of them slow")
+        config.hook.pytest_deselected(items=[item for item in items if item.get_closest_marker("slow")])
+        items[:] = kept
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
+
 @pytest.fixture(scope="session")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     s = Stack(tmp_path_factory.mktemp("stack"))

@@ -31,16 +31,21 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def wait_until(condition: Callable[[], object], timeout: float = 15.0, what: str = "condition") -> None:
+def wait_until(condition: Callable[[], object], timeout: float = 60.0, what: str = "condition") -> None:
+    """Poll `condition` until it is true. The deadline is generous on purpose
+    (the machine may be busy); on failure the message names what was awaited
+    and the last exception the condition raised, if any."""
     deadline = time.monotonic() + timeout
+    last_error: Exception | None = None
     while True:
         try:
             if condition():
                 return
-        except Exception:
-            pass
+        except Exception as e:
+            last_error = e
         if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out after {timeout}s waiting for {what}")
+            why = f" (last error: {last_error!r})" if last_error else ""
+            raise TimeoutError(f"timed out after {timeout}s waiting for {what}{why}")
         time.sleep(0.02)
 
 
@@ -80,7 +85,7 @@ class Process:
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
-    def wait_ready(self, ready: Callable[[], object], timeout: float = 20.0) -> None:
+    def wait_ready(self, ready: Callable[[], object], timeout: float = 60.0) -> None:
         try:
             wait_until(lambda: self._check_alive() and ready(), timeout, f"{self.name} to start")
         except TimeoutError:

@@ -138,6 +138,6 @@ def test_a_waiting_pull_is_woken_on_the_cluster(cluster_servers: tuple[Api, RpcS
         with ThreadPoolExecutor(1) as pool:
             params = {"chat": chat, "cursor": 0, "wait": 20}
             pending = pool.submit(requests.get, api.base_url + "/api/pull", params=params, timeout=30)
-            wait_until(lambda: scrape_metrics(metrics)["rpc_pulls_waiting"] >= 1, 10, "the pull to wait")
+            wait_until(lambda: scrape_metrics(metrics)["rpc_pulls_waiting"] >= 1, 60, "the pull to wait")
             sent = api.send_ok(chat, "wake", chat.split(":")[0])
             assert [m["send_time"] for m in pending.result().json()["messages"]] == [sent]

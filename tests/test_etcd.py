@@ -43,7 +43,7 @@ def test_registration_is_kitex_registry_etcd_exactly(tmp_path: Path, stack: Stac
     server.start()
     key = f"{PREFIX}127.0.0.1:{server.port}"
     try:
-        wait_until(lambda: key in _registered(etcd), 15, "the registration")
+        wait_until(lambda: key in _registered(etcd), 60, "the registration")
         value, lease = _registered(etcd)[key]
         # Go's encoding/json output for Kitex's registry info: no spaces, this field order.
         assert value == f'{{"network":"tcp","address":"127.0.0.1:{server.port}","weight":10,"tags":{{}}}}'
@@ -60,12 +60,13 @@ def test_one_registration_for_a_server_with_workers(tmp_path: Path, stack: Stack
     server = _rpc(tmp_path, stack, etcd, RPC_WORKERS="2")
     server.start()
     try:
-        wait_until(lambda: f"{PREFIX}127.0.0.1:{server.port}" in _registered(etcd), 15, "the registration")
+        wait_until(lambda: f"{PREFIX}127.0.0.1:{server.port}" in _registered(etcd), 60, "the registration")
         assert [k for k in _registered(etcd) if k.endswith(f":{server.port}")] == [f"{PREFIX}127.0.0.1:{server.port}"]
     finally:
         server.stop()
 
 
+@pytest.mark.slow
 @pytest.mark.fault
 def test_the_http_server_finds_replicas_in_etcd_and_survives_losing_one(
     tmp_path: Path, stack: Stack, etcd: EtcdServer
@@ -77,7 +78,7 @@ def test_the_http_server_finds_replicas_in_etcd_and_survives_losing_one(
         lambda: (
             len([k for k in _registered(etcd) if k.rsplit(":", 1)[1] in {str(survivor.port), str(victim.port)}]) == 2
         ),
-        15,
+        60,
         "both registrations",
     )
     http = HttpServer(tmp_path, survivor.port, RPC_ETCD=etcd.url, RPC_REFRESH_S="1")
@@ -101,7 +102,7 @@ def test_the_http_server_sees_registration_changes_at_once_through_its_watch(
     that its only RPC server left and another one came."""
     first = _rpc(tmp_path, stack, etcd)
     first.start()
-    wait_until(lambda: f"{PREFIX}127.0.0.1:{first.port}" in _registered(etcd), 15, "the first registration")
+    wait_until(lambda: f"{PREFIX}127.0.0.1:{first.port}" in _registered(etcd), 60, "the first registration")
     http = HttpServer(tmp_path, first.port, workers=1, RPC_ETCD=etcd.url, RPC_REFRESH_S="3600")
     http.start()
     second = _rpc(tmp_path, stack, etcd)
@@ -111,7 +112,7 @@ def test_the_http_server_sees_registration_changes_at_once_through_its_watch(
         api.send_ok(chat, "via the first", a)
         second.start()
         first.stop()  # deregisters, then stops
-        wait_until(lambda: api.send(chat, "via the second", a).status_code == 200, 15, "a send through the second")
+        wait_until(lambda: api.send(chat, "via the second", a).status_code == 200, 60, "a send through the second")
         assert api.pull_all(chat)[0]["text"] == "via the first"
     finally:
         http.stop()

@@ -175,4 +175,4 @@ def test_healthz_names_the_failing_part(own_stack: Stack) -> None:
     assert r.json()["rpc"] == "unavailable" and r.json()["msg"].startswith("rpc")
     own_stack.redis.start()
     own_stack.rpc.start()
-    wait_until(lambda: api.session.get(api.base_url + "/healthz").status_code == 200, 15, "readiness")
+    wait_until(lambda: api.session.get(api.base_url + "/healthz").status_code == 200, 60, "readiness")

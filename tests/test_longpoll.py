@@ -174,7 +174,7 @@ def test_waits_survive_a_redis_restart(rpc: Any, tmp_path: Path) -> None:
                 assert sender.Send(rpc.SendRequest(message=message)).Code in (0, 503)
                 return after.done()
 
-            wait_until(send_until_woken, 20, "a waiter woken after the restart")
+            wait_until(send_until_woken, 60, "a waiter woken after the restart")
             page = after.result()
             assert page.Code == 0 and [m.Text for m in page.Messages][:1] == ["after the restart"]
             sender.close()

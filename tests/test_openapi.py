@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
 import requests
 from google.protobuf.descriptor import FieldDescriptor
 
@@ -103,6 +104,7 @@ def test_chats_query_fields_are_documented() -> None:
     assert {p["name"] for p in chats["parameters"] if p["in"] == "query"} == set(codec.MESSAGES["ListChatsRequest"])
 
 
+@pytest.mark.slow
 def test_schemathesis_finds_no_failures(stack: Stack, tmp_path: Path) -> None:
     """Fuzz the live server from its own document: >= 1000 generated cases."""
     env = {**os.environ, "SCHEMATHESIS_HOOKS": "tests.schemathesis_hooks", "PYTHONPATH": str(ROOT)}
@@ -115,7 +117,7 @@ def test_schemathesis_finds_no_failures(stack: Stack, tmp_path: Path) -> None:
         "--seed",
         str(SCHEMATHESIS_SEED),
         "--max-examples",
-        "500",
+        "100",
         "--generation-database",
         "none",
         "--request-timeout",

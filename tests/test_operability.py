@@ -138,7 +138,7 @@ def test_one_json_line_per_request_with_the_request_id_and_never_the_text(stack:
     def line_in(log: str) -> dict[str, Any] | None:
         return next((e for e in _json_lines(log) if e.get("request_id") == request_id), None)
 
-    wait_until(lambda: line_in(stack.http.log()) and line_in(stack.rpc.log()), 10, "both log lines")
+    wait_until(lambda: line_in(stack.http.log()) and line_in(stack.rpc.log()), 60, "both log lines")
     http_line, rpc_line = line_in(stack.http.log()), line_in(stack.rpc.log())
     assert http_line is not None and rpc_line is not None
     assert (http_line["route"], http_line["method"], http_line["status"], http_line["chat"]) == (
@@ -186,7 +186,7 @@ def test_rate_limit_per_sender(limited_stack: Stack, rpc: Any) -> None:
     finally:
         client.close()
     api.send_ok("a:b", "another sender is not limited", "b")
-    wait_until(lambda: api.send("a:b", "after waiting", "a").status_code == 200, 10, "the rate to allow a send")
+    wait_until(lambda: api.send("a:b", "after waiting", "a").status_code == 200, 60, "the rate to allow a send")
     texts = [m["text"] for m in api.pull_all("a:b")]
     assert "one too many" not in texts and "thrift" not in texts
 

@@ -27,9 +27,9 @@ def two_workers(tmp_path: Path, stack: Stack) -> Iterator[RpcServer]:
     server = RpcServer(tmp_path, stack.redis.url, RPC_WORKERS="2")
     server.start()
     try:
-        wait_until(lambda: len(_workers(server.pid)) == 2, 15, "two workers")
+        wait_until(lambda: len(_workers(server.pid)) == 2, 60, "two workers")
         # Each worker binds the port itself: until both have, the kernel gives every connection to one.
-        wait_until(lambda: server.log().count("IMService listening on") == 2, 15, "both workers listening")
+        wait_until(lambda: server.log().count("IMService listening on") == 2, 60, "both workers listening")
         yield server
     finally:
         server.stop()
@@ -54,7 +54,7 @@ def _pids_in_log(server: RpcServer) -> set[int]:
 
 def test_connections_spread_over_the_workers(two_workers: RpcServer, rpc: Any) -> None:
     _calls(two_workers, rpc, 40)
-    wait_until(lambda: _pids_in_log(two_workers) == _workers(two_workers.pid), 10, "calls served by both workers")
+    wait_until(lambda: _pids_in_log(two_workers) == _workers(two_workers.pid), 60, "calls served by both workers")
     with urllib.request.urlopen(f"http://127.0.0.1:{two_workers.metrics_port}/metrics", timeout=5) as r:
         metrics = r.read().decode()
     served = sum(
@@ -69,7 +69,7 @@ def test_a_dead_worker_is_replaced(two_workers: RpcServer, rpc: Any) -> None:
     before = _workers(two_workers.pid)
     victim = min(before)
     os.kill(victim, signal.SIGKILL)
-    wait_until(lambda: len(_workers(two_workers.pid) - {victim}) == 2, 15, "a new worker")
+    wait_until(lambda: len(_workers(two_workers.pid) - {victim}) == 2, 60, "a new worker")
     _calls(two_workers, rpc, 10)
 
 
@@ -84,14 +84,14 @@ def test_sigterm_stops_every_worker_and_exits_0(two_workers: RpcServer) -> None:
 def test_a_killed_supervisor_leaves_no_orphan(two_workers: RpcServer) -> None:
     workers = _workers(two_workers.pid)
     two_workers.stop(signal.SIGKILL)
-    wait_until(lambda: not any(Path(f"/proc/{pid}").exists() for pid in workers), 15, "the workers to stop")
+    wait_until(lambda: not any(Path(f"/proc/{pid}").exists() for pid in workers), 60, "the workers to stop")
 
 
 def test_a_supervisor_killed_while_its_workers_start_leaves_no_orphan(tmp_path: Path, stack: Stack) -> None:
     """Killed before its workers are up: they must still know whom to watch."""
     server = RpcServer(tmp_path, stack.redis.url, RPC_WORKERS="2")
     Process.start(server)  # without waiting for the port: the workers are still starting
-    wait_until(lambda: len(_workers(server.pid)) == 2, 15, "two workers")
+    wait_until(lambda: len(_workers(server.pid)) == 2, 60, "two workers")
     workers = _workers(server.pid)
     server.stop(signal.SIGKILL)
-    wait_until(lambda: not any(Path(f"/proc/{pid}").exists() for pid in workers), 15, "the workers to stop")
+    wait_until(lambda: not any(Path(f"/proc/{pid}").exists() for pid in workers), 60, "the workers to stop")

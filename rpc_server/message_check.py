@@ -58,6 +58,28 @@ def message_length(data: bytes | bytearray | memoryview, limits: Limits) -> int:
     return _Walk(data, limits).message()
 
 
+class MessageWalker:
+    """Tells where one message ends as its bytes arrive: feed() it the
+    bytes received so far (from the message's start) after each recv.
+
+    `examined` counts the bytes its walks passed over, for the tests."""
+
+    def __init__(self, limits: Limits) -> None:
+        self._limits = limits
+        self.examined = 0
+
+    def feed(self, data: bytes | bytearray | memoryview) -> int | None:
+        """The message's length, or None if more bytes are needed."""
+        walk = _Walk(data, self._limits)
+        try:
+            length = walk.message()
+        except Incomplete:
+            self.examined += min(walk.pos, walk.end)
+            return None
+        self.examined += length
+        return length
+
+
 class _Walk:
     __slots__ = ("data", "end", "limits", "pos")
 

@@ -16,7 +16,9 @@ Each message is then read whole before anything decodes it, under two
 separate clocks: a long idle timeout for the first byte (pooled clients keep
 idle connections for minutes), and a short deadline for the rest of the
 message once it has begun (a client sending a byte a second cannot hold a
-connection). message_check bounds its size and shape.
+connection). message_check bounds its size and shape; an unframed message
+is walked as it arrives, each walk resuming where the last one stopped, so
+its bytes are examined once however the client splits it.
 """
 
 from __future__ import annotations

@@ -5,10 +5,13 @@ server finds any server registered that way."""
 from __future__ import annotations
 
 import json
+import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import requests
 from etcd3gw.client import Etcd3Client
 
 from tests.conftest import Api
@@ -116,3 +119,50 @@ def test_the_http_server_sees_registration_changes_at_once_through_its_watch(
     finally:
         http.stop()
         second.stop()
+
+
+STOP_CASES = [("etcd", 1), ("etcd", 2), ("static", 2), ("dns", 2)]
+
+
+@pytest.mark.parametrize(("discovery", "workers"), STOP_CASES, ids=[f"{d}-{w}-workers" for d, w in STOP_CASES])
+def test_sigterm_stops_the_http_server_after_requests_whatever_the_discovery(
+    tmp_path: Path, stack: Stack, etcd: EtcdServer, chat: str, discovery: str, workers: int
+) -> None:
+    """gunicorn's graceful stop must end with every worker gone by itself,
+    whatever finds the RPC servers (etcd's watch stream is read in a thread).
+    At the end of its graceful timeout gunicorn kills the workers left and
+    exits 0 all the same, so that timeout is set far beyond the deadline
+    waited for here: a worker that hangs after "Worker exiting" fails the
+    test instead of being killed."""
+    server = _rpc(tmp_path, stack, etcd)
+    server.start()
+    wait_until(lambda: f"{PREFIX}127.0.0.1:{server.port}" in _registered(etcd), 15, "the registration")
+    found_by = {"etcd": {"RPC_ETCD": etcd.url}, "dns": {"RPC_DNS": f"localhost:{server.port}"}, "static": {}}
+    http = HttpServer(tmp_path, server.port, workers=workers, HTTP_GRACEFUL_TIMEOUT_S="600", **found_by[discovery])
+    http.start()
+    try:
+        api = Api(http.url)
+        a = chat.split(":")[0]
+        for i in range(4 * workers):  # (each worker's first call starts its watch)
+            api.send_ok(chat, f"before the stop {i}", a)
+            with requests.Session() as fresh:  # a new connection, so another worker may take it
+                assert fresh.get(http.url + "/ping", timeout=10).status_code == 200
+        api.session.close()
+        assert http.popen is not None
+        started = time.monotonic()
+        http.popen.send_signal(signal.SIGTERM)
+        try:
+            status = http.popen.wait(60)  # generous: a clean stop takes about a second
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"gunicorn still running 60 s after SIGTERM; its log:\n{_server_lines(http.log())}")
+        print(f"\ngunicorn ({discovery}, {workers} workers) exited {time.monotonic() - started:.1f} s after SIGTERM")
+        assert status == 0, f"gunicorn exit status {status}; its log:\n{_server_lines(http.log())}"
+        assert http.log().count("Worker exiting") == workers
+    finally:
+        http.stop()
+        server.stop()
+
+
+def _server_lines(log: str) -> str:
+    """The log without its per-request lines."""
+    return "\n".join(line for line in log.splitlines() if "http_server.access" not in line)[-3000:]

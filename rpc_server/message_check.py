@@ -70,6 +70,7 @@ _VERSION = -2  # the message's version word
 _NAME_LENGTH = -3  # the method name's length
 _FIELD_ID = -4  # a field's id, its type byte read
 _SKIP = -5  # bytes with nothing to check: a name and seqid, a string, fixed-size elements
+_CONTAINER = -6  # a container's header: its element types, then its length
 
 
 class MessageWalker:
@@ -85,7 +86,19 @@ class MessageWalker:
     counts the bytes walked over, for the tests.
     """
 
-    __slots__ = ("_kind", "_length", "_limits", "_pending", "_pos", "_skip", "_stack", "examined")
+    __slots__ = (
+        "_depth",
+        "_kind",
+        "_kinds",
+        "_length",
+        "_limits",
+        "_pending",
+        "_pos",
+        "_skip",
+        "_stack",
+        "_wanted",
+        "examined",
+    )
 
     def __init__(self, limits: Limits) -> None:
         self._limits = limits
@@ -94,6 +107,9 @@ class MessageWalker:
         self._pending = _VERSION
         self._skip = 0  # bytes left to pass over (_SKIP)
         self._kind = STOP  # the type of the field whose id is next (_FIELD_ID)
+        self._kinds: tuple[int, ...] = ()  # the element types read of the container begun (_CONTAINER)
+        self._wanted = 0  # how many it has: 2 for a map, else 1
+        self._depth = 0  # its depth
         self._stack: list[_Open] = []  # open structs and containers, innermost last
         self._length: int | None = None
 
@@ -174,25 +190,36 @@ class MessageWalker:
                             raise Malformed("nested too deep")
                         if pending == STRUCT:
                             stack.append(_Open((), 0, depth))
-                        else:
-                            header = 6 if pending == MAP else 5
-                            if pos + header > end:
-                                self._check_size(pos + header)
-                                break
-                            kinds = (data[pos], data[pos + 1]) if pending == MAP else (data[pos],)
-                            for kind in kinds:
-                                if kind not in _MIN_SIZE:
-                                    raise Malformed(f"unknown type code {kind}")
-                            size = _I32.unpack_from(data, pos + header - 4)[0]
-                            pos += header
-                            smallest = sum(_MIN_SIZE[k] for k in kinds)
-                            if not 0 <= size <= limits.max_items or size * smallest > max_bytes - pos:
-                                raise Malformed(f"container length {size}")
-                            if all(k in _FIXED for k in kinds):
-                                skip, pending = size * smallest, _SKIP
-                                continue
-                            stack.append(_Open(kinds, size, depth))
+                        else:  # its element types, then its length
+                            self._kinds, self._wanted, self._depth = (), 2 if pending == MAP else 1, depth
+                            pending = _CONTAINER
+                            continue
                     pending = _NEXT
+                elif pending == _CONTAINER:
+                    kinds = self._kinds
+                    while len(kinds) < self._wanted and pos < end:
+                        kind = data[pos]
+                        if kind not in _MIN_SIZE:
+                            raise Malformed(f"unknown type code {kind}")
+                        pos += 1
+                        kinds += (kind,)
+                    self._kinds = kinds
+                    if len(kinds) < self._wanted:
+                        self._check_size(pos + 1)
+                        break
+                    if pos + 4 > end:
+                        self._check_size(pos + 4)
+                        break
+                    size = _I32.unpack_from(data, pos)[0]
+                    pos += 4
+                    smallest = sum(_MIN_SIZE[k] for k in kinds)
+                    if not 0 <= size <= limits.max_items or size * smallest > max_bytes - pos:
+                        raise Malformed(f"container length {size}")
+                    if all(k in _FIXED for k in kinds):
+                        skip, pending = size * smallest, _SKIP
+                    else:
+                        stack.append(_Open(kinds, size, self._depth))
+                        pending = _NEXT
                 elif pending == _SKIP:
                     if pos + skip > end:
                         skip -= end - pos

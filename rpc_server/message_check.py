@@ -136,6 +136,7 @@ class MessageWalker:
                     kinds = frame.kinds
                     if not kinds:  # a struct: a field's header, or its end
                         if pos >= end:
+                            self._check_size(pos + 1)
                             break
                         kind = data[pos]
                         pos += 1

@@ -123,6 +123,17 @@ def test_any_split_of_damaged_calls_gives_the_outcome_of_the_whole(rpc: Any) -> 
             assert examined <= 2 * len(data)
 
 
+@pytest.mark.parametrize("piece", [1, 7, 10_000])
+def test_a_call_of_exactly_the_size_limit_passes_and_one_byte_more_is_refused_at_once(rpc: Any, piece: int) -> None:
+    call = trickled_call(rpc, 600)
+    assert call[-1] == 0  # it ends with the STOP of its arguments: the byte beyond the limit
+    assert _outcome(call, piece, Limits(max_bytes=len(call))) == len(call)
+    over = f"malformed: message larger than {len(call) - 1} bytes"
+    assert _outcome(call, piece, Limits(max_bytes=len(call) - 1)) == over
+    # Refused as soon as the limit is reached, not when the deadline passes.
+    assert _outcome(call[:-1], piece, Limits(max_bytes=len(call) - 1)) == over
+
+
 def test_the_sample_outcomes_are_what_a_server_must_say(rpc: Any) -> None:
     """The samples above cover every kind of outcome, so the split test compares something."""
     limits = Limits(max_bytes=4_096, max_string=4_096)

@@ -16,6 +16,7 @@ anyway: being wrong about an outage costs less than refusing to look.
 
 from __future__ import annotations
 
+import atexit
 import json
 import logging
 import socket
@@ -59,7 +60,13 @@ class EtcdSource:
     A watch on the prefix (started on first use, in the worker process)
     marks the list changed as soon as a server registers or leaves; the
     periodic re-read stays as a safety net, since a watch stream can die
-    without a word."""
+    without a word.
+
+    etcd3gw reads a watch's stream in a thread of its own pool, and that
+    pool's exit hook joins its threads: a watch left open kept every worker
+    from exiting after "Worker exiting", until gunicorn killed it at the end
+    of its graceful timeout. So the watch is cancelled at exit, whatever
+    ends the worker (a hook registered after etcd3gw's, which runs first)."""
 
     def __init__(self, endpoints: str, service: str) -> None:
         first = endpoints.split(",")[0].strip()
@@ -70,14 +77,17 @@ class EtcdSource:
         self._prefix = f"kitex/registry-etcd/{service}/"
         self._changed = False
         self._watcher: gevent.Greenlet | None = None
+        self._cancel: Callable[[], None] | None = None  # the open watch's
+        self._closed = False
 
     def changed(self) -> bool:
         changed, self._changed = self._changed, False
         return changed
 
     def __call__(self) -> list[Endpoint]:
-        if self._watcher is None:
+        if self._watcher is None and not self._closed:
             self._watcher = gevent.spawn(self._watch)
+            atexit.register(self.close)
         try:
             entries = self._client.get_prefix(self._prefix)
         except Exception as e:  # etcd3gw wraps transport errors in its own types
@@ -90,15 +100,28 @@ class EtcdSource:
                 found.append((host.strip("[]"), int(port)))
         return sorted(set(found))
 
+    def close(self) -> None:
+        """Stop watching (and watch no more)."""
+        self._closed = True
+        self._stop_watch()
+
     def _watch(self) -> None:
-        while True:
+        while not self._closed:
             try:
-                events, _ = self._client.watch_prefix(self._prefix)
+                events, self._cancel = self._client.watch_prefix(self._prefix)
+                if self._closed:  # closed while the watch was being opened
+                    self._stop_watch()
                 for _event in events:
                     self._changed = True
             except Exception as e:
                 log.debug("etcd watch ended (%s); watching again", e)
+            self._stop_watch()  # its thread ends with the stream
             gevent.sleep(1)
+
+    def _stop_watch(self) -> None:
+        cancel, self._cancel = self._cancel, None
+        if cancel is not None:
+            cancel()  # shuts the stream's socket: the thread reading it returns
 
 
 class Endpoints:

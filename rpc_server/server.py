@@ -77,7 +77,7 @@ class ThriftServer:
         self._server.close()  # stop accepting
         for sock, reader in list(self._readers.items()):
             if reader.idle:
-                _shut(sock)
+                _end_reading(sock)
         self._server.stop(timeout=grace_s)  # wait for calls in flight, then kill what is left
 
     def _serve_connection(self, sock: socket.socket, peer: tuple[str, int]) -> None:
@@ -140,9 +140,17 @@ def _listen(host: str, port: int, reuse_port: bool) -> socket.socket:
     return sock
 
 
-def _shut(sock: socket.socket) -> None:
-    with contextlib.suppress(OSError):  # already closed by the peer
-        sock.shutdown(socket.SHUT_RDWR)
+def _end_reading(sock: socket.socket) -> None:
+    """Wake the greenlet waiting for a call on `sock` with an end of file, as
+    if the client had closed: it returns and closes the connection itself.
+
+    Through a duplicate of the descriptor: gevent's shutdown() on `sock`
+    itself would throw cancel_wait_ex ("File descriptor was closed in
+    another greenlet") into that greenlet instead, a warning per connection
+    on every clean stop. Only the reading side: a call that arrived at the
+    same moment is still answered."""
+    with contextlib.suppress(OSError), socket.fromfd(sock.fileno(), sock.family, sock.type) as duplicate:
+        duplicate.shutdown(socket.SHUT_RD)  # (OSError: the peer had already closed it)
 
 
 def _fmt(peer: tuple[str, int]) -> str:

@@ -16,7 +16,9 @@ Each message is then read whole before anything decodes it, under two
 separate clocks: a long idle timeout for the first byte (pooled clients keep
 idle connections for minutes), and a short deadline for the rest of the
 message once it has begun (a client sending a byte a second cannot hold a
-connection). message_check bounds its size and shape.
+connection). message_check bounds its size and shape; an unframed message
+is walked as it arrives, each walk resuming where the last one stopped, so
+its bytes are examined once however the client splits it.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from typing import Any
 
 from thriftpy2.transport import TCyBufferedTransport, TCyFramedTransport
 
-from rpc_server.message_check import Incomplete, Limits, Malformed, message_length
+from rpc_server.message_check import Incomplete, Limits, Malformed, MessageWalker, message_length
 
 SNIFF_BYTES = 8
 RECV_BYTES = 65536
@@ -83,6 +85,8 @@ class MessageReader:
         self._idle_timeout_s = idle_timeout_s
         self._message_timeout_s = message_timeout_s
         self._buffer = bytearray()
+        self._walker = MessageWalker(limits)  # of the buffered message being read
+        self.examined = 0  # bytes walked over by the finished messages' walks, for the tests
         self._deadline: float | None = None  # for the message being read
         self.idle = False  # waiting for the first byte of the next message
 
@@ -108,6 +112,8 @@ class MessageReader:
                 if not self._recv_before_deadline():
                     raise PeerClosed("in the middle of a message") from None
         self._deadline = None
+        self.examined += self._walker.examined
+        self._walker = MessageWalker(self._limits)
         message = bytes(self._buffer[start:end])
         del self._buffer[:end]
         return message
@@ -140,7 +146,10 @@ class MessageReader:
     def _measure(self) -> tuple[int, int]:
         """(start, end) of the first message in the buffer."""
         if self.framing is Framing.BUFFERED:
-            return 0, message_length(self._buffer, self._limits)
+            length = self._walker.feed(self._buffer)
+            if length is None:
+                raise Incomplete
+            return 0, length
         if len(self._buffer) < 4:
             raise Incomplete
         size = _FRAME.unpack_from(self._buffer)[0]

@@ -13,6 +13,8 @@
 //   401  admin call without the right AdminToken (or the admin API is off)
 //   403  the Caller may not do this (not a member of the chat, or sending
 //        or listing as somebody else); only when the caller sets Caller
+//   409  the chat can take no more messages: its last SendTime is already
+//        the largest an i64 holds (far-future data written into it)
 //   422  idempotency-key conflict: the key was used for a different message
 //   429  rate limited
 //   503  storage unavailable or overloaded; retry later (with the same

@@ -18,15 +18,20 @@
 --          chat's shard, to wake waiting pulls (rpc_server/notifier.py)
 --
 -- Returns {status, send_time}: status 0 = stored, 1 = replay of an earlier
--- send with the same key and message, 2 = key already used for another one.
+-- send with the same key and message, 2 = key already used for another one,
+-- 3 = nothing stored: the chat's last send_time is already the largest an
+-- i64 holds (send_time is then that last one).
 --
 -- send_time is Redis's clock in microseconds (so every RPC server agrees),
 -- bumped past the chat's last send_time when the clock has not moved or has
 -- gone back: unique and strictly increasing within the chat. The stream ID
--- is "<send_time>-0", so the ID is the cursor.
+-- is "<send_time>-0", so the ID is the cursor. The bump is computed on the
+-- ID's decimal string (decimal.lua), exact however far in the future the
+-- last ID lies; the clock itself stays below 2^53 until 2255.
 --
--- Retention (retention.lua, prepended to this file) is applied here, on
--- write, in the same atomic step; the newest message is never trimmed.
+-- Retention (retention.lua, prepended to this file with decimal.lua) is
+-- applied here, on write, in the same atomic step, by Redis's clock; the
+-- newest message is never trimmed.
 
 local stream, trim_mark = KEYS[1], KEYS[2]
 local record, first_list = nil, 3
@@ -45,7 +50,9 @@ if record then
 end
 
 local now = redis.call('TIME')
-local send_time = tonumber(now[1]) * 1000000 + tonumber(now[2])
+local now_us = tonumber(now[1]) * 1000000 + tonumber(now[2])
+-- '%.0f': Lua would print a 16-digit number as 1.7e+15.
+local id = string.format('%.0f', now_us)
 
 local last_id
 local last = redis.call('XREVRANGE', stream, '+', '-', 'COUNT', 1)[1]
@@ -59,14 +66,15 @@ elseif redis.call('EXISTS', stream) == 1 then
   end
 end
 if last_id then
-  local last_time = tonumber(string.match(last_id, '^(%d+)'))
-  if send_time <= last_time then send_time = last_time + 1 end
+  local last_time = string.match(last_id, '^(%d+)')
+  if not decimal_less(last_time, id) then
+    if not decimal_less(last_time, SEND_TIME_MAX) then return {3, last_time} end
+    id = decimal_next(last_time)
+  end
 end
 
--- '%.0f': Lua would print a 16-digit number as 1.7e+15.
-local id = string.format('%.0f', send_time)
 redis.call('XADD', stream, id .. '-0', 's', ARGV[1], 't', ARGV[2])
-apply_retention(stream, trim_mark, send_time, tonumber(ARGV[5]), tonumber(ARGV[6]))
+apply_retention(stream, trim_mark, now_us, tonumber(ARGV[5]), tonumber(ARGV[6]))
 for i = first_list, #KEYS do
   redis.call('ZADD', KEYS[i], 'GT', id, ARGV[8])
 end

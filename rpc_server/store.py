@@ -43,14 +43,14 @@ from typing import Any, NamedTuple, cast
 import redis
 
 from rpc_server.chat_id import Chat, parse_chat_or_none
-from rpc_server.errors import IdempotencyConflict, RateLimited, StorageUnavailable
+from rpc_server.errors import IdempotencyConflict, RateLimited, SendTimeExhausted, StorageUnavailable
 from rpc_server.paging import Page, history_truncated, make_page, range_bounds
 from rpc_server.pipelining import AutoPipeline
 from rpc_server.redis_client import storage_errors
 
 KEY_PREFIX = "im:v1:"
 
-STORED, REPLAYED, CONFLICT = 0, 1, 2
+STORED, REPLAYED, CONFLICT, EXHAUSTED = 0, 1, 2, 3
 
 
 class StoredMessage(NamedTuple):
@@ -126,8 +126,8 @@ class MessageStore:
         self._run = self._pipeline.execute if self._pipeline else client.execute_command
         self._idempotency_ttl_s = idempotency_ttl_s
         self._retention = [retention_max_age_s * 1_000_000, retention_max_messages]
-        self._send_script = LuaScript("send.lua", "retention.lua")
-        self._sweep_script = LuaScript("sweep.lua", "retention.lua")
+        self._send_script = LuaScript("send.lua", "decimal.lua", "retention.lua")
+        self._sweep_script = LuaScript("sweep.lua", "decimal.lua", "retention.lua")
         # On one Redis the send script also updates both members' conversation
         # lists, atomically; a Cluster keeps them on other shards (conversations.py).
         self.updates_lists_on_append = not isinstance(client, redis.RedisCluster)
@@ -171,6 +171,11 @@ class MessageStore:
                 status, send_time = self.eval_script(self._send_script, keys, args)
         if status == CONFLICT:
             raise IdempotencyConflict("idempotency key already used for a different message in this chat")
+        if status == EXHAUSTED:
+            raise SendTimeExhausted(
+                f"chat {chat.id!r} can take no more messages: its last send_time ({send_time}) is the largest "
+                "possible; delete the chat or repair its data"
+            )
         return int(send_time)
 
     def read(self, chat: Chat, cursor: int, limit: int, reverse: bool) -> Page[StoredMessage]:

@@ -5,9 +5,12 @@ Cluster hash slot through the `{a:b}` hash tag):
 
     im:v1:{<first>:<second>}:m          stream; entry ID "<send_time>-0",
                                         fields s=<sender>, t=<text>
-    im:v1:{<first>:<second>}:t          string, the send_time of the oldest
-                                        message left once retention trimmed
-                                        the chat (absent: nothing trimmed)
+    im:v1:{<first>:<second>}:t          string "<boundary> <first>", once
+                                        retention trimmed the chat: every
+                                        message before the boundary is gone
+                                        (none after); first = the oldest
+                                        trimmed (retention.lua; absent or
+                                        "0": nothing trimmed)
     im:v1:{<first>:<second>}:n          not a key: the chat's shard channel,
                                         on which each send is announced
     im:v1:{<first>:<second>}:k:<key>    string "<send_time> <fingerprint>",
@@ -44,7 +47,15 @@ import redis
 
 from rpc_server.chat_id import Chat, parse_chat_or_none
 from rpc_server.errors import IdempotencyConflict, RateLimited, SendTimeExhausted, StorageUnavailable
-from rpc_server.paging import Page, history_truncated, make_page, range_bounds
+from rpc_server.paging import (
+    EMPTIED_BY_AN_OLDER_VERSION,
+    Page,
+    TrimMark,
+    history_truncated,
+    make_page,
+    parse_trim_mark,
+    range_bounds,
+)
 from rpc_server.pipelining import AutoPipeline
 from rpc_server.redis_client import storage_errors
 
@@ -64,8 +75,8 @@ def stream_key(chat: Chat) -> str:
 
 
 def trim_mark_key(chat: Chat) -> str:
-    """Where send.lua records, once retention trimmed the chat, the send_time
-    of its oldest message left (every older one is gone)."""
+    """Where retention.lua records, once it trimmed the chat, which send_times
+    are gone (paging.TrimMark)."""
     return f"{KEY_PREFIX}{{{chat.id}}}:t"
 
 
@@ -192,11 +203,24 @@ class MessageStore:
         # flag true for a page that lost nothing, never the other way round.
         commands = [(command, stream_key(chat), first, last, "COUNT", limit + 1), ("GET", trim_mark_key(chat))]
         with storage_errors():
-            entries, trimmed_before = self._raise_first_error(self.run_many(commands))
+            entries, mark = self._raise_first_error(self.run_many(commands))
+            trim_mark = self._resolved(chat, parse_trim_mark(mark))
         fetched = [_stored(entry) for entry in entries]
         page = make_page(fetched, limit, lambda m: m.send_time)
-        truncated = history_truncated(cursor, reverse, page.has_more, int(trimmed_before or 0))
+        truncated = history_truncated(cursor, reverse, page.has_more, trim_mark)
         return Page(page.items, page.has_more, page.next_cursor, truncated)
+
+    def _resolved(self, chat: Chat, mark: TrimMark | None) -> TrimMark | None:
+        """An older version's mark of an emptied chat ("-1") made exact: the
+        boundary is past the stream's last ID (one more command, only then)."""
+        if mark is not EMPTIED_BY_AN_OLDER_VERSION:
+            return mark
+        try:
+            info = self._run("XINFO", "STREAM", stream_key(chat))
+        except redis.ResponseError:  # no such stream any more: nothing to tell
+            return None
+        fields = info if isinstance(info, dict) else dict(zip(info[::2], info[1::2], strict=True))
+        return TrimMark(_send_time(str(fields["last-generated-id"])) + 1)
 
     def apply_retention(self, chat: Chat) -> int:
         """Trim `chat` by the retention settings now (as each send does to

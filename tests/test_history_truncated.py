@@ -129,7 +129,7 @@ def test_trimmed_partly_by_age_on_send(log: Chatlog) -> None:
     log.plant_old([30, 20, 10])
     store = log.store(max_age_s=15)
     log.send(store, 2)
-    assert log.present() == log.written[1:]
+    assert log.present() == log.written[2:]
     log.check(store)
 
 

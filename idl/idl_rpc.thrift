@@ -127,11 +127,16 @@ struct DeleteChatRequest {
 }
 
 // Additive, admin: erase a user: every chat the user is in, as DeleteChat
-// does, then the user's own conversation list and rate-limit state.
+// does, then the user's own conversation list and rate-limit state. Finding
+// the chats scans the keyspace, so a call works for about BudgetMs, then
+// answers Done false: call again (any RPC server) and it resumes where it
+// stopped; the counts are those of this call.
 struct EraseUserRequest {
     1: required string User
     2: optional string AdminToken
     3: optional string RequestId
+    4: optional i32 BudgetMs        // how long to work: 1..60000; absent or
+                                    // 0: 500 (fits a 1 s client deadline)
 }
 
 struct AdminResponse {
@@ -139,6 +144,8 @@ struct AdminResponse {
     2: required string Msg
     3: optional i32 ChatsDeleted
     4: optional i64 MessagesDeleted
+    5: optional bool Done           // EraseUser: false if there is more to
+                                    // do (call again); absent means true
 }
 
 // Additive: a cheap call for readiness checks and load balancers.

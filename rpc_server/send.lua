@@ -3,12 +3,13 @@
 -- KEYS[1]  the chat's stream            im:v1:{a:b}:m
 -- KEYS[2]  the chat's trim mark         im:v1:{a:b}:t
 -- KEYS[3]  the idempotency record       im:v1:{a:b}:k:<key>   if ARGV[7] is '1'
+-- KEYS[4]  the chat's record index      im:v1:{a:b}:k         if ARGV[7] is '1'
 -- KEYS[..] the members' conversation lists im:v1:u:{u}:c        if ARGV[8] is not ''
 -- ARGV[1]  sender (canonical)   ARGV[2] text
 -- ARGV[3]  fingerprint of (sender, text)   ARGV[4] record TTL in seconds
 -- ARGV[5]  retention: maximum age in microseconds (0: keep every age)
 -- ARGV[6]  retention: messages to keep, about (0: keep all)
--- ARGV[7]  '1': KEYS[3] is an idempotency record
+-- ARGV[7]  '1': KEYS[3] is an idempotency record, KEYS[4] its chat's index
 -- ARGV[8]  the chat ID, to add to the lists given (ZADD GT): on one Redis
 --          the lists are updated here, atomically with the append; in a
 --          Cluster they live on other shards, and the caller updates them
@@ -32,10 +33,16 @@
 -- Retention (retention.lua, prepended to this file with decimal.lua) is
 -- applied here, on write, in the same atomic step, by Redis's clock; the
 -- newest message is never trimmed.
+--
+-- The record index is a sorted set of the chat's record keys (the part
+-- after "k:"), scored by when each expires (Unix seconds): deleting the
+-- chat finds its records there (rpc_server/erasure.py) instead of scanning
+-- the keyspace. Each keyed send drops the entries of records already
+-- expired, and the index expires with its last record.
 
 local stream, trim_mark = KEYS[1], KEYS[2]
-local record, first_list = nil, 3
-if ARGV[7] == '1' then record, first_list = KEYS[3], 4 end
+local record, index, first_list = nil, nil, 3
+if ARGV[7] == '1' then record, index, first_list = KEYS[3], KEYS[4], 5 end
 
 if record then
   local previous = redis.call('GET', record)
@@ -80,6 +87,12 @@ for i = first_list, #KEYS do
 end
 if record then
   redis.call('SET', record, id .. ' ' .. ARGV[3], 'EX', ARGV[4])
+  local now_s = tonumber(now[1])
+  redis.call('ZADD', index, now_s + tonumber(ARGV[4]), string.sub(record, #index + 2))
+  -- Scored before this second: expired at least a second ago.
+  redis.call('ZREMRANGEBYSCORE', index, '-inf', '(' .. now[1])
+  local last = redis.call('ZRANGE', index, -1, -1, 'WITHSCORES')
+  redis.call('EXPIREAT', index, tonumber(last[2]) + 1)
 end
 if ARGV[9] then redis.call('SPUBLISH', ARGV[9], id) end
 return {0, id}

@@ -15,11 +15,20 @@ Cluster hash slot through the `{a:b}` hash tag):
                                         on which each send is announced
     im:v1:{<first>:<second>}:k:<key>    string "<send_time> <fingerprint>",
                                         expires after the idempotency TTL
+    im:v1:{<first>:<second>}:k          sorted set, the chat's record index:
+                                        member <key> (of each record above),
+                                        score when it expires (Unix s);
+                                        expires with its last record. Lets
+                                        a chat's deletion find its records
+                                        without a SCAN (erasure.py)
     im:v1:rl:{<sender>}                 string, the sender's GCRA state (only
                                         with rate limiting on); expires
     im:v1:u:{<user>}:c                  sorted set, the user's conversation
                                         list: member "<first>:<second>",
                                         score the chat's last send_time
+    im:v1:u:{<user>}:e                  string, an erasure of the user under
+                                        way: where its SCAN resumes (JSON);
+                                        expires after an hour (erasure.py)
 
 Semantics the service relies on:
 
@@ -90,10 +99,22 @@ def idempotency_key(chat: Chat, key: str) -> str:
     return f"{KEY_PREFIX}{{{chat.id}}}:k:{key}"
 
 
+def idempotency_index_key(chat: Chat) -> str:
+    """The chat's index of its idempotency records (send.lua keeps it):
+    `idempotency_key(chat, member)` for each member."""
+    return f"{KEY_PREFIX}{{{chat.id}}}:k"
+
+
 def user_chats_key(user: str) -> str:
     """The user's conversation list. Its hash tag is the user's (as for
     rate_key), so in a cluster it lives on another shard than the chat."""
     return f"{KEY_PREFIX}u:{{{user}}}:c"
+
+
+def erasure_progress_key(user: str) -> str:
+    """Where an erasure of `user` that ran out of time records where its
+    SCAN resumes (erasure.py); on the user's shard, as the user's list."""
+    return f"{KEY_PREFIX}u:{{{user}}}:e"
 
 
 def rate_key(sender: str) -> str:
@@ -170,7 +191,7 @@ class MessageStore:
         """
         keys = [stream_key(chat), trim_mark_key(chat)]
         if key is not None:
-            keys.append(idempotency_key(chat, key))
+            keys += [idempotency_key(chat, key), idempotency_index_key(chat)]
         lists = chat.members if self.updates_lists_on_append else ()
         keys += [user_chats_key(member) for member in lists]
         args: list[str | int] = [sender, text, fingerprint(sender, text), self._idempotency_ttl_s, *self._retention]

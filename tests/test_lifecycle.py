@@ -249,7 +249,7 @@ def test_erasing_a_user_deletes_every_chat_they_are_in(api: Api, stack: Stack) -
 
     r = _delete(api, f"/api/admin/users/{e}")
     assert r.status_code == 200, r.text
-    assert r.json() == {"chats_deleted": 4, "messages_deleted": 4}
+    assert r.json() == {"chats_deleted": 4, "messages_deleted": 4, "done": True}
     for chat in (f"{e}:{x}", f"{y}:{e}", f"{e}:{e}", f"{e}:z-{t}"):
         assert api.pull_ok(chat)["messages"] == [], chat
     assert redis.exists(user_chats_key(e)) == 0

@@ -136,7 +136,8 @@ struct EraseUserRequest {
     2: optional string AdminToken
     3: optional string RequestId
     4: optional i32 BudgetMs        // how long to work: 1..60000; absent or
-                                    // 0: 500 (fits a 1 s client deadline)
+                                    // 0: 60000 (as a caller that does not
+                                    // know of Done expects it all done)
 }
 
 struct AdminResponse {

@@ -37,8 +37,8 @@
 -- The record index is a sorted set of the chat's record keys (the part
 -- after "k:"), scored by when each expires (Unix seconds): deleting the
 -- chat finds its records there (rpc_server/erasure.py) instead of scanning
--- the keyspace. Each keyed send drops the entries of records already
--- expired, and the index expires with its last record.
+-- the keyspace. Keyed sends drop the entries of expired records, and the
+-- index expires within a minute after its last record.
 
 local stream, trim_mark = KEYS[1], KEYS[2]
 local record, index, first_list = nil, nil, 3
@@ -87,12 +87,15 @@ for i = first_list, #KEYS do
 end
 if record then
   redis.call('SET', record, id .. ' ' .. ARGV[3], 'EX', ARGV[4])
-  local now_s = tonumber(now[1])
-  redis.call('ZADD', index, now_s + tonumber(ARGV[4]), string.sub(record, #index + 2))
-  -- Scored before this second: expired at least a second ago.
-  redis.call('ZREMRANGEBYSCORE', index, '-inf', '(' .. now[1])
-  local last = redis.call('ZRANGE', index, -1, -1, 'WITHSCORES')
-  redis.call('EXPIREAT', index, tonumber(last[2]) + 1)
+  local expires = tonumber(now[1]) + tonumber(ARGV[4])
+  redis.call('ZADD', index, expires, string.sub(record, #index + 2))
+  -- At most once a minute per chat: drop the entries of records expired
+  -- (scored before this second), and make the index outlive its newest
+  -- record by up to a minute (a longer TTL than any earlier one included).
+  if redis.call('EXPIRETIME', index) <= expires then
+    redis.call('ZREMRANGEBYSCORE', index, '-inf', '(' .. now[1])
+    redis.call('EXPIREAT', index, expires + 60)
+  end
 end
 if ARGV[9] then redis.call('SPUBLISH', ARGV[9], id) end
 return {0, id}

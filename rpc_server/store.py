@@ -18,9 +18,10 @@ Cluster hash slot through the `{a:b}` hash tag):
     im:v1:{<first>:<second>}:k          sorted set, the chat's record index:
                                         member <key> (of each record above),
                                         score when it expires (Unix s);
-                                        expires with its last record. Lets
-                                        a chat's deletion find its records
-                                        without a SCAN (erasure.py)
+                                        expires a minute after its last
+                                        record at most. Lets a chat's
+                                        deletion find its records without a
+                                        SCAN (erasure.py)
     im:v1:rl:{<sender>}                 string, the sender's GCRA state (only
                                         with rate limiting on); expires
     im:v1:u:{<user>}:c                  sorted set, the user's conversation

@@ -18,6 +18,7 @@ import subprocess
 import sys
 import uuid
 from collections.abc import Iterable
+from pathlib import Path
 
 import pytest
 import redis
@@ -26,7 +27,7 @@ from rpc_server.chat_id import Chat, parse_chat
 from rpc_server.redis_client import connect_redis
 from rpc_server.store import MessageStore, stream_key, trim_mark_key
 from tests.conftest import Api
-from tests.servers import ROOT, Stack
+from tests.servers import ROOT, RedisServer, Stack
 
 US = 1_000_000
 
@@ -237,3 +238,31 @@ def test_over_http_an_ascending_pull_past_the_last_message_of_a_swept_chat(own_s
     page = api.pull_ok(log.chat.id, cursor=last + 1)
     assert [m["send_time"] for m in page["messages"]] == [sent] and page["history_truncated"] is False
     assert api.pull_ok(log.chat.id, reverse=True)["history_truncated"] is True
+
+
+def test_count_retention_trims_at_most_a_batch_per_send_and_the_sweep_finishes(tmp_path: Path) -> None:
+    """A chat far over RETENTION_MAX_MESSAGES (retention just turned on): a
+    send trims at most 1,000 (bounded work per send); the sweep calls again
+    until the chat is down to the count. (A Redis of its own: the sweep
+    trims every chat in it.)"""
+    server = RedisServer(tmp_path / "redis", extra=["--appendonly", "no"])
+    server.start()
+    try:
+        client = connect_redis(server.url, 5.0, 4, 0.5)
+        chat = parse_chat("a:b")
+        keep_all = MessageStore(client, 60, pipeline_lanes=0)
+        written = [keep_all.append(chat, "a", f"m{i}") for i in range(2500)]
+        limited = MessageStore(client, 60, retention_max_messages=10, pipeline_lanes=0)
+        written.append(limited.append(chat, "b", "the first send with retention on"))
+        raw = server.client()
+        assert raw.xlen(stream_key(chat)) == 2501 - 1000
+        environment = {"PATH": "/usr/bin:/bin", "REDIS_URL": server.url, "RETENTION_MAX_MESSAGES": "10"}
+        argv = [sys.executable, "-m", "rpc_server.sweep"]
+        swept = subprocess.run(argv, cwd=ROOT, env=environment, capture_output=True, text=True, timeout=60)
+        assert swept.returncode == 0, swept.stderr
+        assert json.loads(swept.stdout)["messages_trimmed"] == 1501 - 10
+        kept = [int(entry_id.split("-")[0]) for entry_id, _ in raw.xrange(stream_key(chat))]
+        assert kept == written[-10:]
+        assert raw.get(trim_mark_key(chat)) == f"{written[-11] + 1} {written[0]}"
+    finally:
+        server.stop()

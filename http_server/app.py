@@ -67,7 +67,7 @@ def get_app() -> falcon.App[falcon.Request, falcon.Response]:
     pool = RpcClientPool(rpc.IMService, rpc_servers, cfg.rpc_pool_size, connect_s, call_s)
     # Waiting pulls: their own connections, whose reads may take the longest wait.
     waits = RpcClientPool(rpc.IMService, rpc_servers, cfg.rpc_wait_pool_size, connect_s, cfg.pull_max_wait_s + call_s)
-    service = MessageService(rpc, pool, waits, call_s)
+    service = MessageService(rpc, pool, waits, call_s, erase_timeout_s=cfg.admin_erase_timeout_s)
     return create_app(
         service,
         cfg.max_body_bytes,

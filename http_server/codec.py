@@ -35,6 +35,7 @@ MESSAGES: dict[str, dict[str, str]] = {
     "ChatSummary": {"chat": "string", "last_send_time": "int64", "last_message": "Message"},
     "ListChatsResponse": {"chats": "repeated ChatSummary", "has_more": "bool", "next_cursor": "int64"},
     "AdminResponse": {"chats_deleted": "int32", "messages_deleted": "int64"},
+    "EraseUserResponse": {"chats_deleted": "int32", "messages_deleted": "int64", "done": "bool"},
 }
 
 INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1

@@ -45,6 +45,7 @@ class Config:
     rpc_timeout_ms: int = 1000
     rpc_connect_timeout_ms: int = 250
     rpc_pool_size: int = 64
+    admin_erase_timeout_s: int = 20
     pull_max_wait_s: int = 30
     rpc_wait_pool_size: int = 1500
     sse_max_streams: int = 1000
@@ -80,6 +81,10 @@ _SOURCES = {
     "rpc_timeout_ms": ("RPC_TIMEOUT_MS", "total deadline of one RPC call"),
     "rpc_connect_timeout_ms": ("RPC_CONNECT_TIMEOUT_MS", "deadline to connect to the RPC server"),
     "rpc_pool_size": ("RPC_POOL_SIZE", "RPC connections per worker"),
+    "admin_erase_timeout_s": (
+        "ADMIN_ERASE_TIMEOUT_S",
+        "DELETE /api/admin/users/{user}: how long one request may work (beyond: 202, and the next request resumes)",
+    ),
     "pull_max_wait_s": ("PULL_MAX_WAIT_S", "longest long-poll wait of GET /api/pull (larger waits are clamped)"),
     "rpc_wait_pool_size": ("RPC_WAIT_POOL_SIZE", "RPC connections per worker for waiting pulls (their own pool)"),
     "sse_max_streams": ("SSE_MAX_STREAMS", "event streams (GET /api/subscribe) per worker; beyond, 503"),

@@ -16,7 +16,7 @@ import falcon
 log = logging.getLogger(__name__)
 
 # Thrift Codes the RPC server may answer with, and so HTTP statuses we pass on.
-PASSED_ON_CODES = frozenset({400, 401, 403, 422, 429, 503})
+PASSED_ON_CODES = frozenset({400, 401, 403, 409, 422, 429, 503})
 
 
 class ApiError(falcon.HTTPError):

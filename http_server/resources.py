@@ -7,6 +7,7 @@ valid or stored is the RPC server's, reached through `MessageService`.
 from __future__ import annotations
 
 import functools
+import time
 from importlib import resources
 from typing import Any
 
@@ -22,13 +23,21 @@ from http_server.stopping import stopped, unless_stopping
 class MessageService:
     """IMService over Thrift, with Codes and failures turned into ApiError."""
 
-    def __init__(self, rpc: Any, pool: RpcClientPool, waits: RpcClientPool | None = None, timeout_s: float = 1.0):
+    def __init__(
+        self,
+        rpc: Any,
+        pool: RpcClientPool,
+        waits: RpcClientPool | None = None,
+        timeout_s: float = 1.0,
+        erase_timeout_s: float = 20.0,
+    ):
         self._rpc = rpc  # the module thriftpy2 loaded from idl_rpc.thrift
         self._pool = pool
         # Waiting pulls (long-poll) hold a connection for seconds: their own
         # pool, so that they never starve ordinary calls.
         self._waits = waits or pool
         self._timeout_s = timeout_s
+        self._erase_timeout_s = erase_timeout_s
 
     def send(
         self, chat: str, text: str, sender: str, idempotency_key: str | None, caller: str | None, request_id: str
@@ -64,8 +73,26 @@ class MessageService:
         return self._call("DeleteChat", request)
 
     def erase_user(self, user: str, admin_token: str | None, request_id: str) -> Any:
-        request = self._rpc.EraseUserRequest(User=user, AdminToken=admin_token, RequestId=request_id)
-        return self._call("EraseUser", request)
+        """Erasing a user scans the keyspace, longer than one RPC deadline:
+        EraseUser calls, each working for half the RPC deadline and each
+        resuming where the last stopped (on any RPC server), until it is
+        done or the route's own deadline (ADMIN_ERASE_TIMEOUT_S) leaves no
+        room for another call: then not done, and the next request goes on."""
+        deadline = time.monotonic() + self._erase_timeout_s
+        budget_ms = max(1, round(self._timeout_s * 500))
+        chats = messages = 0
+        while True:
+            request = self._rpc.EraseUserRequest(
+                User=user, AdminToken=admin_token, RequestId=request_id, BudgetMs=budget_ms
+            )
+            answer = self._call("EraseUser", request)
+            chats += answer.ChatsDeleted or 0
+            messages += answer.MessagesDeleted or 0
+            done = answer.Done is not False  # absent: an older RPC server did it all in one call
+            if done or time.monotonic() + self._timeout_s > deadline:
+                return self._rpc.AdminResponse(
+                    Code=0, Msg=answer.Msg, ChatsDeleted=chats, MessagesDeleted=messages, Done=done
+                )
 
     def health(self, request_id: str) -> Any:
         """The RPC server's own readiness answer (it asks Redis); RpcUnavailable if it cannot answer."""
@@ -209,14 +236,17 @@ class AdminChat:
 
 
 class AdminUser:
-    """DELETE /api/admin/users/{user}: erase a user and every chat they are in."""
+    """DELETE /api/admin/users/{user}: erase a user and every chat they are in.
+    200 when done; 202 (`done` false) when ADMIN_ERASE_TIMEOUT_S ran out
+    first: the same request again resumes the erasure."""
 
     def __init__(self, service: MessageService) -> None:
         self._service = service
 
     def on_delete(self, req: falcon.Request, resp: falcon.Response, user: str) -> None:
-        answer = self._service.erase_user(user, bearer_token(req), req.context.request_id)
-        resp.media = codec.encode("AdminResponse", answer)
+        erased = self._service.erase_user(user, bearer_token(req), req.context.request_id)
+        resp.status = falcon.HTTP_200 if erased.Done else falcon.HTTP_202
+        resp.media = codec.encode("EraseUserResponse", erased)
 
 
 def caller(req: falcon.Request) -> str | None:

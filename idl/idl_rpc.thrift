@@ -13,6 +13,8 @@
 //   401  admin call without the right AdminToken (or the admin API is off)
 //   403  the Caller may not do this (not a member of the chat, or sending
 //        or listing as somebody else); only when the caller sets Caller
+//   409  the chat can take no more messages: its last SendTime is already
+//        the largest an i64 holds (far-future data written into it)
 //   422  idempotency-key conflict: the key was used for a different message
 //   429  rate limited
 //   503  storage unavailable or overloaded; retry later (with the same
@@ -125,11 +127,17 @@ struct DeleteChatRequest {
 }
 
 // Additive, admin: erase a user: every chat the user is in, as DeleteChat
-// does, then the user's own conversation list and rate-limit state.
+// does, then the user's own conversation list and rate-limit state. Finding
+// the chats scans the keyspace, so a call works for about BudgetMs, then
+// answers Done false: call again (any RPC server) and it resumes where it
+// stopped; the counts are those of this call.
 struct EraseUserRequest {
     1: required string User
     2: optional string AdminToken
     3: optional string RequestId
+    4: optional i32 BudgetMs        // how long to work: 1..60000; absent or
+                                    // 0: 60000 (as a caller that does not
+                                    // know of Done expects it all done)
 }
 
 struct AdminResponse {
@@ -137,6 +145,8 @@ struct AdminResponse {
     2: required string Msg
     3: optional i32 ChatsDeleted
     4: optional i64 MessagesDeleted
+    5: optional bool Done           // EraseUser: false if there is more to
+                                    // do (call again); absent means true
 }
 
 // Additive: a cheap call for readiness checks and load balancers.

@@ -18,6 +18,9 @@ from thriftpy2.transport import TCyBufferedTransport, TSocket, TTransportExcepti
 
 import idl
 
+# The longest an erase-user request may take (the HTTP server's ADMIN_ERASE_TIMEOUT_S, 20 s by default), with room.
+ERASE_WAIT_S = 60
+
 
 class ServiceError(Exception):
     """The service refused (code = the HTTP status / Thrift Code) or could not be reached (503)."""
@@ -110,11 +113,19 @@ class HttpClient:
         return self._admin(f"/api/admin/chats/{urllib.parse.quote(chat)}", admin_token)
 
     def erase_user(self, user: str, admin_token: str) -> dict[str, Any]:
-        return self._admin(f"/api/admin/users/{urllib.parse.quote(user)}", admin_token)
+        """Repeated while the server answers 202 (`done` false: its own
+        deadline ran out first); each request resumes the erasure."""
+        total = {"chats_deleted": 0, "messages_deleted": 0}
+        while True:
+            answer = self._admin(f"/api/admin/users/{urllib.parse.quote(user)}", admin_token, ERASE_WAIT_S)
+            total["chats_deleted"] += answer.get("chats_deleted", 0)
+            total["messages_deleted"] += answer.get("messages_deleted", 0)
+            if answer.get("done") is not False:
+                return total
 
-    def _admin(self, path: str, admin_token: str) -> dict[str, Any]:
+    def _admin(self, path: str, admin_token: str, wait_s: int = 0) -> dict[str, Any]:
         headers = {"Authorization": f"Bearer {admin_token}"}
-        return self._call(urllib.request.Request(self._base_url + path, headers=headers, method="DELETE"))
+        return self._call(urllib.request.Request(self._base_url + path, headers=headers, method="DELETE"), wait_s)
 
     def health(self) -> dict[str, Any]:
         """The HTTP server's readiness (it asks the RPC server, which asks Redis)."""
@@ -207,7 +218,17 @@ class ThriftClient:
         return _erased(self._call("DeleteChat", self._rpc.DeleteChatRequest(Chat=chat, AdminToken=admin_token)))
 
     def erase_user(self, user: str, admin_token: str) -> dict[str, Any]:
-        return _erased(self._call("EraseUser", self._rpc.EraseUserRequest(User=user, AdminToken=admin_token)))
+        """EraseUser calls, each working for half the call timeout and
+        resuming where the last stopped, until Done."""
+        total = {"chats_deleted": 0, "messages_deleted": 0}
+        budget_ms = max(1, round(self._timeout_s * 500))
+        while True:
+            request = self._rpc.EraseUserRequest(User=user, AdminToken=admin_token, BudgetMs=budget_ms)
+            answer = self._call("EraseUser", request)
+            for name, count in _erased(answer).items():
+                total[name] += count
+            if answer.Done is not False:
+                return total
 
     def health(self) -> dict[str, Any]:
         """The RPC server's readiness (it asks Redis)."""

@@ -33,6 +33,15 @@ class PermissionDenied(ServiceError):
     code = 403
 
 
+class SendTimeExhausted(ServiceError):
+    """The chat's last send_time is already the largest an i64 holds (a
+    far-future ID written into it by hand or by an older migration): no
+    later one can be given. Not worth a retry; the chat must be repaired
+    or deleted."""
+
+    code = 409
+
+
 class IdempotencyConflict(ServiceError):
     code = 422
 

@@ -18,7 +18,11 @@ What it does, chat by chat:
   their order, and the seed's second is the send_time's second. (Beyond
   10**6 messages in one second, a send_time is its predecessor's + 1, as in
   send.lua.) Invalid members (not the seed's JSON, a sender who is not in the
-  chat, ...) are counted by reason and skipped;
+  chat, ...) are counted by reason and skipped. So are members dated more
+  than --max-future-s (default an hour) after the target Redis's clock: a
+  chat's send_times only grow, so one far-future message (a row dated 2258,
+  or milliseconds in the seconds field) would push every later send in the
+  chat into that future;
 * skips the messages the chat's stream already holds (same send_time, sender
   and text): a second run adds nothing. A send_time taken by another message
   moves the seed's message to the next free one;
@@ -68,6 +72,8 @@ from rpc_server.store import KEY_PREFIX, LuaScript, stream_key, user_chats_key
 US_PER_S = 1_000_000
 # The largest timestamp whose send_times (and their position) fit in an int64 (Thrift's i64).
 MAX_TIMESTAMP = (2**63 - 1) // US_PER_S - 1
+# How far after the target Redis's clock a seed timestamp may lie (clock skew between the seed's hosts and it).
+DEFAULT_MAX_FUTURE_S = 3600
 READ_CHUNK = 10_000  # members / entries per ZRANGE or XRANGE
 WRITE_BATCH = 1_000  # commands per pipeline
 SCAN_COUNT = 1_000
@@ -81,6 +87,7 @@ INVALID_REASONS = {
     "bad_fields": "sender, message or timestamp missing or of the wrong type",
     "timestamp_mismatch": "timestamp is not the member's score",
     "timestamp_range": f"timestamp outside 1..{MAX_TIMESTAMP}",
+    "timestamp_future": "timestamp dated after the target Redis's clock + --max-future-s",
     "sender_not_member": "sender is not a member of the chat",
     "bad_text": "message is not valid Unicode",
 }
@@ -114,9 +121,9 @@ class SeedMessage:
     text: str
 
 
-def parse_member(member: bytes, score: float, chat: Chat) -> tuple[str, str, int] | str:
+def parse_member(member: bytes, score: float, chat: Chat, latest: int = MAX_TIMESTAMP) -> tuple[str, str, int] | str:
     """(sender, text, timestamp) of a seed member, or why it is invalid
-    (a key of INVALID_REASONS)."""
+    (a key of INVALID_REASONS). `latest`: the last timestamp accepted."""
     try:
         value = json.loads(member.decode("utf-8"))
     except ValueError:  # UnicodeDecodeError is one
@@ -130,6 +137,8 @@ def parse_member(member: bytes, score: float, chat: Chat) -> tuple[str, str, int
         return "timestamp_mismatch"
     if not 1 <= timestamp <= MAX_TIMESTAMP:
         return "timestamp_range"
+    if timestamp > latest:
+        return "timestamp_future"
     try:
         sender = canonical_member(sender)
     except InvalidArgument:
@@ -144,15 +153,16 @@ def parse_member(member: bytes, score: float, chat: Chat) -> tuple[str, str, int
 
 
 def seed_messages(
-    members: Iterable[tuple[bytes, float]], chat: Chat, invalid: Counter[str]
+    members: Iterable[tuple[bytes, float]], chat: Chat, invalid: Counter[str], latest: int = MAX_TIMESTAMP
 ) -> tuple[list[SeedMessage], int]:
     """The chat's valid messages in order, with their wanted send_times, and
-    how many members were read. Invalid ones are counted into `invalid`."""
+    how many members were read. Invalid ones (and those dated after
+    `latest`) are counted into `invalid`."""
     ordered = sorted(set(members), key=lambda pair: (pair[1], pair[0]))  # ZRANGE order; one copy of each
     messages: list[SeedMessage] = []
     second, position = -1, 0
     for member, score in ordered:
-        parsed = parse_member(member, score, chat)
+        parsed = parse_member(member, score, chat, latest)
         if isinstance(parsed, str):
             invalid[parsed] += 1
             continue
@@ -340,6 +350,7 @@ class Migration:
         match: str = "*",
         retention_max_age_s: int = 0,
         verbose: bool = False,
+        max_future_s: int = DEFAULT_MAX_FUTURE_S,
     ) -> None:
         self.source = source  # bytes replies (decode_responses=False)
         self.target = target  # text replies, as connect() makes it
@@ -347,11 +358,14 @@ class Migration:
         self.match = match
         self.retention_max_age_us = retention_max_age_s * US_PER_S
         self.verbose = verbose
+        self.max_future_s = max_future_s
+        self.latest = MAX_TIMESTAMP  # the last timestamp accepted: set from the target's clock by run()
         self._swap = LuaScript("migrate_seed.lua")
 
     def run(self) -> Report:
         started = time.monotonic()
         report = Report(self.dry_run)
+        self.latest = min(MAX_TIMESTAMP, self._now_us() // US_PER_S + self.max_future_s)
         chats = self.find_chats(report)
         report.chats_found = len(chats)
         for chat_id in sorted(chats):
@@ -391,7 +405,7 @@ class Migration:
         result = ChatResult(chat.id)
         try:
             members = [pair for key in keys for pair in self._read_members(key)]
-            messages, result.read = seed_messages(members, chat, result.invalid)
+            messages, result.read = seed_messages(members, chat, result.invalid, self.latest)
             if not messages:
                 return result
             for _ in range(ATTEMPTS):
@@ -574,11 +588,21 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print the report as a JSON object (the summary to stderr)")
     p.add_argument("--verbose", action="store_true", help="a line per chat, on stderr")
     p.add_argument("--timeout-ms", type=int, default=10_000, help="Redis command timeout (default 10000)")
+    p.add_argument(
+        "--max-future-s",
+        type=int,
+        default=DEFAULT_MAX_FUTURE_S,
+        help="skip (as timestamp_future) messages dated more than this many seconds after the target Redis's "
+        f"clock: a far-future send_time holds back every later send in its chat (default {DEFAULT_MAX_FUTURE_S})",
+    )
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    if args.max_future_s < 0:
+        print(f"error: --max-future-s must be 0 or more, not {args.max_future_s}", file=sys.stderr)
+        return 2
     cfg = config.load([])  # the RPC server's settings, from the environment
     timeout_ms = max(args.timeout_ms, cfg.redis_timeout_ms)
     cfg = dataclasses.replace(cfg, redis_timeout_ms=timeout_ms, redis_pool_wait_ms=timeout_ms, redis_pool_size=4)
@@ -599,7 +623,9 @@ def main(argv: list[str] | None = None) -> int:
     except redis.RedisError as e:
         print(f"error: the seed's Redis {redacted(source_url)}: {e}", file=sys.stderr)
         return 2
-    migration = Migration(source, target, args.dry_run, args.match, cfg.retention_max_age_s, args.verbose)
+    migration = Migration(
+        source, target, args.dry_run, args.match, cfg.retention_max_age_s, args.verbose, args.max_future_s
+    )
     try:
         report = migration.run()
     except redis.RedisError as e:  # the SCAN of the seed's keys

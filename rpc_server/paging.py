@@ -47,22 +47,47 @@ class Page(Generic[T]):
     truncated: bool = False  # messages this page's direction would reach were trimmed
 
 
-def history_truncated(cursor: int, reverse: bool, has_more: bool, trimmed_before: int) -> bool:
+@dataclass(frozen=True)
+class TrimMark:
+    """What retention removed from a chat (retention.lua writes it): every
+    message before `boundary` is gone and none at or after it was trimmed;
+    `first` is the oldest one trimmed (0: unknown)."""
+
+    boundary: int
+    first: int = 0
+
+
+# A mark of an older version for a chat that retention emptied ("-1"): every
+# message up to the stream's last ID is gone. The store resolves it.
+EMPTIED_BY_AN_OLDER_VERSION = TrimMark(-1)
+
+
+def parse_trim_mark(value: str | None) -> TrimMark | None:
+    """The trim mark as stored: absent or "0" (nothing trimmed), "<boundary>
+    <first>", or an older version's "<oldest left>" (the first then unknown)
+    or "-1" (emptied)."""
+    if not value or value == "0":
+        return None
+    if value == "-1":
+        return EMPTIED_BY_AN_OLDER_VERSION
+    boundary, _, first = value.partition(" ")
+    return TrimMark(int(boundary), int(first or 0))
+
+
+def history_truncated(cursor: int, reverse: bool, has_more: bool, mark: TrimMark | None) -> bool:
     """Did retention remove messages that belong in this page or a later one?
 
-    `trimmed_before` is 0 if retention never trimmed the chat, else the
-    send_time of its oldest message left when it last did (-1: none left).
-    Trimming takes the oldest messages first, so every one removed is older.
-    Ascending from `cursor`, the page starts after removed ones iff the
-    cursor lies before the oldest retained message (cursor 0: from the very
-    first). Reverse, pages reach them only at the end: the last page (no
-    more) says so.
+    Exactly, by the README's rule: ascending from `cursor` (0: from the
+    oldest), some message at or after it is gone, i.e. the cursor lies
+    before the boundary. Reverse (0: from the newest), only the last page
+    (no more) reaches the gap, and only if some message at or before the
+    cursor is gone, i.e. the cursor is at or after the first trimmed one.
     """
-    if trimmed_before == 0:
+    if mark is None:
         return False
     if reverse:
-        return not has_more
-    return trimmed_before < 0 or cursor < trimmed_before
+        return not has_more and (cursor == 0 or cursor >= mark.first)
+    return cursor < mark.boundary
 
 
 def make_page(fetched: Sequence[T], limit: int, send_time_of: Callable[[T], int]) -> Page[T]:

@@ -33,6 +33,13 @@ from rpc_server.store import MessageStore, StoredMessage
 
 log = logging.getLogger(__name__)
 
+# EraseUser's time budget per call. A caller that gives none may not know
+# of Done either (an older HTTP tier): it gets the most, so that one call
+# still erases everything (on up to ~50 million keys) whatever its own
+# deadline, as before.
+MAX_ERASE_BUDGET_MS = 60_000
+DEFAULT_ERASE_BUDGET_MS = MAX_ERASE_BUDGET_MS
+
 MAX_IDEMPOTENCY_KEY_LEN = 128
 
 
@@ -148,11 +155,16 @@ class IMService:
         return _answer("DeleteChat", req, getattr(req, "Chat", None), delete_chat, self._rpc.AdminResponse)
 
     def EraseUser(self, req: Any) -> Any:
-        """Admin: delete every chat the user is in, and the user's own state."""
+        """Admin: delete every chat the user is in, and the user's own state,
+        for at most about BudgetMs (Done false: call again to resume)."""
 
         def erase_user() -> Any:
             self._check_admin(req)
-            return self._admin_response(self._erasure.erase_user(canonical_member(req.User, "user")))
+            user = canonical_member(req.User, "user")
+            budget_ms = req.BudgetMs or DEFAULT_ERASE_BUDGET_MS
+            if not 1 <= budget_ms <= MAX_ERASE_BUDGET_MS:
+                raise InvalidArgument(f"BudgetMs must be 1..{MAX_ERASE_BUDGET_MS} (or absent), not {budget_ms}")
+            return self._admin_response(self._erasure.erase_user(user, budget_ms / 1000), done=True)
 
         return _answer("EraseUser", req, None, erase_user, self._rpc.AdminResponse)
 
@@ -165,9 +177,14 @@ class IMService:
         if not isinstance(token, str) or not hmac.compare_digest(token.encode(), self._admin_token):
             raise Unauthenticated("a valid admin token is required")
 
-    def _admin_response(self, erased: Erased) -> Any:
+    def _admin_response(self, erased: Erased, done: bool = False) -> Any:
+        """`done`: say whether the work is done (EraseUser's Done field)."""
         return self._rpc.AdminResponse(
-            Code=0, Msg="success", ChatsDeleted=erased.chats, MessagesDeleted=erased.messages
+            Code=0,
+            Msg="success" if erased.done else "not done yet: call again to go on",
+            ChatsDeleted=erased.chats,
+            MessagesDeleted=erased.messages,
+            Done=erased.done if done else None,
         )
 
     def _message(self, chat: str, m: StoredMessage) -> Any:

@@ -5,18 +5,31 @@ Cluster hash slot through the `{a:b}` hash tag):
 
     im:v1:{<first>:<second>}:m          stream; entry ID "<send_time>-0",
                                         fields s=<sender>, t=<text>
-    im:v1:{<first>:<second>}:t          string, the send_time of the oldest
-                                        message left once retention trimmed
-                                        the chat (absent: nothing trimmed)
+    im:v1:{<first>:<second>}:t          string "<boundary> <first>", once
+                                        retention trimmed the chat: every
+                                        message before the boundary is gone
+                                        (none after); first = the oldest
+                                        trimmed (retention.lua; absent or
+                                        "0": nothing trimmed)
     im:v1:{<first>:<second>}:n          not a key: the chat's shard channel,
                                         on which each send is announced
     im:v1:{<first>:<second>}:k:<key>    string "<send_time> <fingerprint>",
                                         expires after the idempotency TTL
+    im:v1:{<first>:<second>}:k          sorted set, the chat's record index:
+                                        member <key> (of each record above),
+                                        score when it expires (Unix s);
+                                        expires a minute after its last
+                                        record at most. Lets a chat's
+                                        deletion find its records without a
+                                        SCAN (erasure.py)
     im:v1:rl:{<sender>}                 string, the sender's GCRA state (only
                                         with rate limiting on); expires
     im:v1:u:{<user>}:c                  sorted set, the user's conversation
                                         list: member "<first>:<second>",
                                         score the chat's last send_time
+    im:v1:u:{<user>}:e                  string, an erasure of the user under
+                                        way: where its SCAN resumes (JSON);
+                                        expires after an hour (erasure.py)
 
 Semantics the service relies on:
 
@@ -43,14 +56,22 @@ from typing import Any, NamedTuple, cast
 import redis
 
 from rpc_server.chat_id import Chat, parse_chat_or_none
-from rpc_server.errors import IdempotencyConflict, RateLimited, StorageUnavailable
-from rpc_server.paging import Page, history_truncated, make_page, range_bounds
+from rpc_server.errors import IdempotencyConflict, RateLimited, SendTimeExhausted, StorageUnavailable
+from rpc_server.paging import (
+    EMPTIED_BY_AN_OLDER_VERSION,
+    Page,
+    TrimMark,
+    history_truncated,
+    make_page,
+    parse_trim_mark,
+    range_bounds,
+)
 from rpc_server.pipelining import AutoPipeline
 from rpc_server.redis_client import storage_errors
 
 KEY_PREFIX = "im:v1:"
 
-STORED, REPLAYED, CONFLICT = 0, 1, 2
+STORED, REPLAYED, CONFLICT, EXHAUSTED = 0, 1, 2, 3
 
 
 class StoredMessage(NamedTuple):
@@ -64,8 +85,8 @@ def stream_key(chat: Chat) -> str:
 
 
 def trim_mark_key(chat: Chat) -> str:
-    """Where send.lua records, once retention trimmed the chat, the send_time
-    of its oldest message left (every older one is gone)."""
+    """Where retention.lua records, once it trimmed the chat, which send_times
+    are gone (paging.TrimMark)."""
     return f"{KEY_PREFIX}{{{chat.id}}}:t"
 
 
@@ -79,10 +100,22 @@ def idempotency_key(chat: Chat, key: str) -> str:
     return f"{KEY_PREFIX}{{{chat.id}}}:k:{key}"
 
 
+def idempotency_index_key(chat: Chat) -> str:
+    """The chat's index of its idempotency records (send.lua keeps it):
+    `idempotency_key(chat, member)` for each member."""
+    return f"{KEY_PREFIX}{{{chat.id}}}:k"
+
+
 def user_chats_key(user: str) -> str:
     """The user's conversation list. Its hash tag is the user's (as for
     rate_key), so in a cluster it lives on another shard than the chat."""
     return f"{KEY_PREFIX}u:{{{user}}}:c"
+
+
+def erasure_progress_key(user: str) -> str:
+    """Where an erasure of `user` that ran out of time records where its
+    SCAN resumes (erasure.py); on the user's shard, as the user's list."""
+    return f"{KEY_PREFIX}u:{{{user}}}:e"
 
 
 def rate_key(sender: str) -> str:
@@ -126,8 +159,8 @@ class MessageStore:
         self._run = self._pipeline.execute if self._pipeline else client.execute_command
         self._idempotency_ttl_s = idempotency_ttl_s
         self._retention = [retention_max_age_s * 1_000_000, retention_max_messages]
-        self._send_script = LuaScript("send.lua", "retention.lua")
-        self._sweep_script = LuaScript("sweep.lua", "retention.lua")
+        self._send_script = LuaScript("send.lua", "decimal.lua", "retention.lua")
+        self._sweep_script = LuaScript("sweep.lua", "decimal.lua", "retention.lua")
         # On one Redis the send script also updates both members' conversation
         # lists, atomically; a Cluster keeps them on other shards (conversations.py).
         self.updates_lists_on_append = not isinstance(client, redis.RedisCluster)
@@ -159,7 +192,7 @@ class MessageStore:
         """
         keys = [stream_key(chat), trim_mark_key(chat)]
         if key is not None:
-            keys.append(idempotency_key(chat, key))
+            keys += [idempotency_key(chat, key), idempotency_index_key(chat)]
         lists = chat.members if self.updates_lists_on_append else ()
         keys += [user_chats_key(member) for member in lists]
         args: list[str | int] = [sender, text, fingerprint(sender, text), self._idempotency_ttl_s, *self._retention]
@@ -171,6 +204,11 @@ class MessageStore:
                 status, send_time = self.eval_script(self._send_script, keys, args)
         if status == CONFLICT:
             raise IdempotencyConflict("idempotency key already used for a different message in this chat")
+        if status == EXHAUSTED:
+            raise SendTimeExhausted(
+                f"chat {chat.id!r} can take no more messages: its last send_time ({send_time}) is the largest "
+                "possible; delete the chat or repair its data"
+            )
         return int(send_time)
 
     def read(self, chat: Chat, cursor: int, limit: int, reverse: bool) -> Page[StoredMessage]:
@@ -187,11 +225,24 @@ class MessageStore:
         # flag true for a page that lost nothing, never the other way round.
         commands = [(command, stream_key(chat), first, last, "COUNT", limit + 1), ("GET", trim_mark_key(chat))]
         with storage_errors():
-            entries, trimmed_before = self._raise_first_error(self.run_many(commands))
+            entries, mark = self._raise_first_error(self.run_many(commands))
+            trim_mark = self._resolved(chat, parse_trim_mark(mark))
         fetched = [_stored(entry) for entry in entries]
         page = make_page(fetched, limit, lambda m: m.send_time)
-        truncated = history_truncated(cursor, reverse, page.has_more, int(trimmed_before or 0))
+        truncated = history_truncated(cursor, reverse, page.has_more, trim_mark)
         return Page(page.items, page.has_more, page.next_cursor, truncated)
+
+    def _resolved(self, chat: Chat, mark: TrimMark | None) -> TrimMark | None:
+        """An older version's mark of an emptied chat ("-1") made exact: the
+        boundary is past the stream's last ID (one more command, only then)."""
+        if mark is not EMPTIED_BY_AN_OLDER_VERSION:
+            return mark
+        try:
+            info = self._run("XINFO", "STREAM", stream_key(chat))
+        except redis.ResponseError:  # no such stream any more: nothing to tell
+            return None
+        fields = info if isinstance(info, dict) else dict(zip(info[::2], info[1::2], strict=True))
+        return TrimMark(_send_time(str(fields["last-generated-id"])) + 1)
 
     def apply_retention(self, chat: Chat) -> int:
         """Trim `chat` by the retention settings now (as each send does to

@@ -4,7 +4,9 @@
 -- KEYS[1]  the chat's stream   KEYS[2]  its trim mark
 -- ARGV[1]  maximum age in microseconds (0: any)   ARGV[2]  messages to keep (0: all)
 --
--- Returns how many messages were trimmed. (retention.lua is prepended.)
+-- Returns how many messages were trimmed: at most TRIM_AT_ONCE beyond the
+-- count, so the caller calls again until it is 0. (decimal.lua and
+-- retention.lua are prepended.)
 
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
 -- Write the trim mark (unchanged) first: if Redis is out of memory, the

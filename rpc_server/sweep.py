@@ -44,10 +44,12 @@ def main(argv: list[str] | None = None) -> int:
         chat = chat_of_key(key)
         if chat is None:
             continue
+        trimmed = 0
         try:
-            trimmed = store.apply_retention(chat)
+            while batch := store.apply_retention(chat):  # a batch at a time (retention.lua)
+                trimmed += batch
         except StorageUnavailable as e:  # full (it trims nothing then), down or too slow: stop
-            print(json.dumps({**counts, "error": e.msg}))
+            print(json.dumps({**counts, "messages_trimmed": counts["messages_trimmed"] + trimmed, "error": e.msg}))
             return 1
         counts["chats"] += 1
         counts["chats_trimmed"] += trimmed > 0

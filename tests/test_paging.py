@@ -1,6 +1,14 @@
 """Cursor math: pure logic, no server."""
 
-from rpc_server.paging import effective_limit, history_truncated, make_page, range_bounds
+from rpc_server.paging import (
+    EMPTIED_BY_AN_OLDER_VERSION,
+    TrimMark,
+    effective_limit,
+    history_truncated,
+    make_page,
+    parse_trim_mark,
+    range_bounds,
+)
 
 
 def test_limit_zero_means_ten_and_large_limits_are_clamped() -> None:
@@ -62,18 +70,36 @@ def test_paging_through_a_sequence_yields_each_item_once() -> None:
 
 def test_history_truncated_only_when_something_was_trimmed() -> None:
     for cursor, reverse, has_more in [(0, False, False), (5, False, True), (0, True, False), (9, True, True)]:
-        assert history_truncated(cursor, reverse, has_more, trimmed_before=0) is False
+        assert history_truncated(cursor, reverse, has_more, None) is False
 
 
-def test_history_truncated_ascending_when_the_cursor_is_before_the_oldest_retained() -> None:
-    assert history_truncated(0, False, True, trimmed_before=100) is True
-    assert history_truncated(99, False, False, trimmed_before=100) is True
-    assert history_truncated(100, False, False, trimmed_before=100) is False
-    assert history_truncated(150, False, True, trimmed_before=100) is False
-    assert history_truncated(150, False, False, trimmed_before=-1) is True  # nothing retained at all
+# Messages 10, 20 and 30 trimmed, 40 and 50 left: the mark is "31 10".
+MARK = TrimMark(boundary=31, first=10)
 
 
-def test_history_truncated_reverse_only_on_the_last_page() -> None:
-    assert history_truncated(0, True, True, trimmed_before=100) is False
-    assert history_truncated(500, True, False, trimmed_before=100) is True
-    assert history_truncated(50, True, False, trimmed_before=100) is True
+def test_history_truncated_ascending_exactly_when_the_cursor_is_at_or_before_the_newest_trimmed() -> None:
+    assert history_truncated(0, False, True, MARK) is True  # from the oldest
+    assert history_truncated(1, False, False, MARK) is True
+    assert history_truncated(30, False, False, MARK) is True  # 30 is gone
+    assert history_truncated(31, False, False, MARK) is False  # between 30 (gone) and 40 (kept): nothing lost
+    assert history_truncated(40, False, True, MARK) is False
+    assert history_truncated(51, False, False, MARK) is False  # past the last message
+
+
+def test_history_truncated_reverse_only_on_the_last_page_that_reaches_a_trimmed_message() -> None:
+    assert history_truncated(0, True, True, MARK) is False  # more to come: not yet
+    assert history_truncated(0, True, False, MARK) is True  # from the newest, to the gap
+    assert history_truncated(500, True, False, MARK) is True
+    assert history_truncated(10, True, False, MARK) is True  # 10 is gone
+    assert history_truncated(9, True, False, MARK) is False  # before the chat's first message
+    unknown_first = TrimMark(boundary=31)
+    assert history_truncated(9, True, False, unknown_first) is True  # an older version's mark: as before
+
+
+def test_trim_marks_as_stored() -> None:
+    assert parse_trim_mark(None) is None
+    assert parse_trim_mark("0") is None  # the sweep's placeholder: nothing trimmed
+    assert parse_trim_mark("31 10") == MARK
+    assert parse_trim_mark("40") == TrimMark(40, 0)  # an older version's "oldest left"
+    assert parse_trim_mark("-1") is EMPTIED_BY_AN_OLDER_VERSION
+    assert parse_trim_mark("9223372036854775808 9223372036854775807") == TrimMark(2**63, 2**63 - 1)

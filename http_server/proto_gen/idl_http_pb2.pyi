@@ -107,3 +107,13 @@ class AdminResponse(_message.Message):
     chats_deleted: int
     messages_deleted: int
     def __init__(self, chats_deleted: _Optional[int] = ..., messages_deleted: _Optional[int] = ...) -> None: ...
+
+class EraseUserResponse(_message.Message):
+    __slots__ = ("chats_deleted", "messages_deleted", "done")
+    CHATS_DELETED_FIELD_NUMBER: _ClassVar[int]
+    MESSAGES_DELETED_FIELD_NUMBER: _ClassVar[int]
+    DONE_FIELD_NUMBER: _ClassVar[int]
+    chats_deleted: int
+    messages_deleted: int
+    done: bool
+    def __init__(self, chats_deleted: _Optional[int] = ..., messages_deleted: _Optional[int] = ..., done: _Optional[bool] = ...) -> None: ...

@@ -405,7 +405,10 @@ def _raw_exchange(stack: Stack, request: bytes) -> tuple[str, dict[str, Any], bo
             chunk = sock.recv(65536)
             assert chunk, response
             body += chunk
-        closed = sock.recv(65536) == b""  # the socket's 10 s timeout is the deadline
+        try:
+            closed = sock.recv(65536) == b""  # the socket's 10 s timeout is the deadline
+        except ConnectionResetError:  # closed with some of the body unread
+            closed = True
     return head.decode().split("\r\n")[0], json.loads(body), closed
 
 

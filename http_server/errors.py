@@ -22,11 +22,13 @@ PASSED_ON_CODES = frozenset({400, 401, 403, 409, 422, 429, 503})
 class ApiError(falcon.HTTPError):
     """An HTTP error with a `{"code","msg"}` body; 429 and 503 say when to retry."""
 
-    def __init__(self, status: int, msg: str, retry_after_s: int = 1) -> None:
+    def __init__(self, status: int, msg: str, retry_after_s: int = 1, close: bool = False) -> None:
+        """`close`: the request's body was not read to its end (413 always):
+        close the connection rather than read what follows as a request."""
         headers = {"Retry-After": str(retry_after_s)} if status in (429, 503) else {}
         if status == 401:
             headers["WWW-Authenticate"] = "Bearer"
-        if status == 413:
+        if status == 413 or close:
             # Answered before the body is read: close rather than drain what the client announced.
             headers["Connection"] = "close"
         super().__init__(falcon.code_to_http_status(status), description=msg, headers=headers or None)

@@ -120,9 +120,23 @@ def read_params(req: falcon.Request, max_body_bytes: int) -> Params:
 
 
 def _read_body(req: falcon.Request, max_body_bytes: int) -> bytes:
+    """The whole body, at most `max_body_bytes` (413 beyond): sized by its
+    Content-Length, or chunked (gevent's pywsgi decodes the chunks; the size
+    is then known only once read). No body is ever ignored: a transfer
+    coding we cannot decode is a 400, the connection closed after it."""
+    coding = (req.get_header("Transfer-Encoding") or "").strip().lower()
+    if coding and coding != "chunked":
+        raise ApiError(
+            400, f"Transfer-Encoding {coding!r} is not supported: send Content-Length, or chunked alone", close=True
+        )
     if req.content_length is not None and req.content_length > max_body_bytes:
         raise ApiError(413, f"request body larger than {max_body_bytes} bytes")
-    body: bytes = req.bounded_stream.read(max_body_bytes + 1)
+    try:
+        # Chunked: there is no Content-Length, so read the raw stream (Falcon's bounded_stream would read nothing).
+        stream = req.stream if coding else req.bounded_stream
+        body: bytes = stream.read(max_body_bytes + 1)
+    except OSError as e:  # gevent's chunk decoder: a malformed chunk, or the client gone mid-body
+        raise ApiError(400, f"malformed chunked body: {e}", close=True) from None
     if len(body) > max_body_bytes:
         raise ApiError(413, f"request body larger than {max_body_bytes} bytes")
     return body
@@ -136,11 +150,15 @@ def _text(body: bytes) -> str:
 
 
 def _multipart_fields(req: falcon.Request, body: bytes) -> dict[str, Any]:
+    """A multipart form's fields, each a text part; a repeated one becomes a
+    list (refused by Params). A file part (one with a filename, whatever its
+    type) or a part that is not text/plain is a 400: fields here are text."""
     fields: dict[str, Any] = {}
     try:
         form = MultipartFormHandler().deserialize(io.BytesIO(body), req.content_type, len(body))
         for part in form:
-            name, text = part.name or "", part.get_text()
+            name = part.name or ""
+            text = part.get_text() if part.filename is None else None
             if text is None:
                 raise ApiError(400, f"form field {name} must be text, not a file")
             fields[name] = [fields[name], text] if name in fields else text

@@ -3,7 +3,10 @@
 Every message with send_time >= cursor, oldest first, then each new one as
 it is stored: `id:` is the send_time, `data:` the message's JSON. A client
 that reconnects with `Last-Event-ID` resumes right after that event
-(cursor = id + 1), so nothing is missed and nothing repeated.
+(cursor = id + 1), so nothing is missed and nothing repeated. After the
+largest id there can be (2^63 - 1) nothing can follow: the stream is kept,
+with heartbeats only, since a browser's EventSource treats a refusal as
+final and would reconnect for ever to a stream that ends.
 
 The stream is a loop of long-poll pulls through the RPC server, from the
 cursor after the last event sent: the HTTP tier still speaks only Thrift,
@@ -22,17 +25,20 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterator
+from types import SimpleNamespace
 from typing import Any
 
 import falcon
+import gevent
 
 from http_server import codec
 from http_server.errors import ApiError
-from http_server.params import read_params
+from http_server.params import INT64_MAX, read_params
 from http_server.resources import MessageService, caller
 from http_server.stopping import STOPPING, stopped, unless_stopping
 
 _EVENT_ID = re.compile(r"[0-9]{1,19}")
+_EMPTY_PAGE = SimpleNamespace(Messages=())
 
 
 class Subscribe:
@@ -82,16 +88,28 @@ class Subscribe:
         return None if stopped(page) else page
 
     def _pull(self, chat: str, cursor: int, req: falcon.Request, wait_s: int) -> Any:
+        if cursor > INT64_MAX:  # after the last possible send_time: nothing can follow
+            return self._past_the_end(chat, req, wait_s)
         return self._service.pull(chat, cursor, 100, False, caller(req), req.context.request_id, wait_s)
+
+    def _past_the_end(self, chat: str, req: falcon.Request, wait_s: int) -> Any:
+        """An empty page for a cursor beyond any send_time (it does not fit
+        Thrift's i64); the first one still checks the chat (400, 403, 503)."""
+        if wait_s:
+            gevent.sleep(wait_s)  # (a heartbeat's wait, ended at once when the worker stops)
+        else:
+            self._service.pull(chat, INT64_MAX, 1, False, caller(req), req.context.request_id)
+        return _EMPTY_PAGE
 
 
 def _resume_cursor(req: falcon.Request) -> int | None:
-    """Last-Event-ID (a send_time we sent as `id:`) + 1, if the header is there."""
+    """Last-Event-ID (a send_time we sent as `id:`) + 1, if the header is
+    there: INT64_MAX + 1 after the last possible one."""
     last = req.get_header("Last-Event-ID")
     if last is None:
         return None
-    if not _EVENT_ID.fullmatch(last.strip()):
-        raise ApiError(400, "Last-Event-ID must be the id of an event of this stream (a send_time)")
+    if not _EVENT_ID.fullmatch(last.strip()) or int(last) > INT64_MAX:
+        raise ApiError(400, f"Last-Event-ID must be the id of an event of this stream (a send_time, 0 to {INT64_MAX})")
     return int(last) + 1
 
 

@@ -34,6 +34,12 @@ LATENCY = Histogram(
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
 )
 _REQUEST_ID = re.compile(r"[!-~]{1,128}")
+# Label values must be a bounded set: gevent passes any method token through,
+# and every new label value is a series kept for ever (in multiprocess mode,
+# on disk). Methods outside this set, and requests no route matched, count
+# under "other".
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH", "TRACE", "CONNECT"})
+OTHER = "other"
 
 
 class RequestTelemetry:
@@ -47,17 +53,18 @@ class RequestTelemetry:
 
     def process_response(self, req: falcon.Request, resp: falcon.Response, resource: Any, succeeded: bool) -> None:
         elapsed = time.monotonic() - req.context.started
-        route = req.uri_template or "unmatched"
+        route = req.uri_template or OTHER
+        method = req.method if req.method in _METHODS else OTHER
         status = resp.status_code
         resp.set_header("X-Request-ID", req.context.request_id)
-        REQUESTS.labels(route, req.method, str(status)).inc()
-        LATENCY.labels(route, req.method).observe(elapsed)
+        REQUESTS.labels(route, method, str(status)).inc()
+        LATENCY.labels(route, method).observe(elapsed)
         if access_log.enabled:
             chat = req.context.chat
             access_log.write(
                 message="request",
                 route=route,
-                method=req.method,
+                method=req.method[:32],
                 status=status,
                 latency_ms=round(elapsed * 1000, 3),
                 chat=chat[:200] if isinstance(chat, str) else None,

@@ -250,3 +250,42 @@ def test_a_part_killed_stops_the_rest(tmp_path: Path, ports: dict[str, int], run
     assert "RPC server" in run.last_line(), run.output()[-4000:]
     run.assert_cleaned_up()
     assert not metrics_dir.exists(), "run.sh created the metrics folder and left it"
+
+
+@pytest.mark.parametrize("port_in_use", [False, True], ids=["stopped", "port-in-use"])
+def test_http_server_alone_removes_its_metrics_folder(tmp_path: Path, port_in_use: bool) -> None:
+    """Without PROMETHEUS_MULTIPROC_DIR, gunicorn_conf makes a temp folder: gone when gunicorn exits."""
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if k not in _UNSET}
+    env.update(TMPDIR=str(tmp), HTTP_HOST="127.0.0.1", HTTP_PORT=str(port), HTTP_WORKERS="1")
+    holder = socket.socket()
+    try:
+        if port_in_use:
+            holder.bind(("127.0.0.1", port))
+            holder.listen()
+        log_path = tmp_path / "http.log"
+        with open(log_path, "wb") as log:
+            server = subprocess.Popen(
+                [sys.executable, "-m", "http_server"],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=env,
+                cwd=ROOT,
+                start_new_session=True,
+            )
+        try:
+            if not port_in_use:
+                wait_until(lambda: get({"HTTP_PORT": port}, "/ping").status_code == 200, START_S, "/ping")
+                assert list(tmp.iterdir()), "no metrics folder made: is this test still needed?"
+                server.send_signal(signal.SIGTERM)
+            code = server.wait(EXIT_S)
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(server.pid, signal.SIGKILL)
+            server.wait()
+    finally:
+        holder.close()
+    assert (code != 0) == port_in_use, f"exit {code}:\n{log_path.read_text()[-3000:]}"
+    assert not list(tmp.iterdir()), f"left behind: {list(tmp.iterdir())}"

@@ -46,7 +46,7 @@ reach() {
 redact() { sed -E 's#//[^@/]*@#//***@#g' <<< "$1"; }
 
 # --- What run.sh makes, and how it takes it all down again --------------------
-names=() pids=() outputs=() graces=() exited=()
+names=() pids=() tees=() outputs=() graces=() exited=()
 ready="" force="" lock="" run_tmp="" made_metrics_dir="" final=""
 
 # Wait until process $1 (or process group -N) is gone, at most $2 seconds.
@@ -59,7 +59,8 @@ wait_gone() {
 }
 
 # Stop part $1: SIGTERM (a graceful stop), then whatever of its process group
-# is left (a killed gunicorn's workers, its output's tee), then SIGKILL.
+# is left (a killed gunicorn's workers), then SIGKILL; then the copy of its
+# output, which ends with the output.
 stop_part() {
     local pid="${pids[$1]}"
     if [ -z "${exited[$1]}" ]; then
@@ -71,6 +72,8 @@ stop_part() {
         wait_gone "-$pid" 5
     fi
     wait "$pid" 2>/dev/null
+    wait_gone "${tees[$1]}" 5 || kill -KILL "${tees[$1]}" 2>/dev/null
+    wait "${tees[$1]}" 2>/dev/null
 }
 
 # On every way out: stop the parts, remove what run.sh made, then say why
@@ -115,13 +118,19 @@ fi
 
 # --- Starting and watching the parts -------------------------------------------
 # Start a part in its own process group (a terminal's Ctrl-C reaches only
-# this script, which stops each part once), its output also kept in a file
-# for the line that says why it stopped. $1 name, $2 stop grace (s), $3...: command.
+# this script, which stops each part once), its output copied through a FIFO
+# by a tee that is run.sh's child (reaped here, deaf to Ctrl-C and SIGTERM: it
+# ends with the output) to the terminal and to a file, for the line that
+# says why the part stopped. $1 name, $2 stop grace (s), $3...: command.
 start_part() {
-    local name="$1" grace="$2" output="$run_tmp/part${#pids[@]}.out"
+    local name="$1" grace="$2" n="${#pids[@]}"
+    local output="$run_tmp/part$n.out" fifo="$run_tmp/part$n.fifo"
     shift 2
+    mkfifo "$fifo"
+    (trap '' INT TERM && exec tee -a "$output" < "$fifo" >&2) &
+    tees+=($!)
     set -m
-    "$@" > >(trap '' INT TERM && exec tee -a "$output" >&2) 2>&1 &
+    "$@" > "$fifo" 2>&1 &
     pids+=($!)
     set +m
     names+=("$name") outputs+=("$output") graces+=("$grace") exited+=("")

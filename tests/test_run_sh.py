@@ -150,12 +150,16 @@ class RunSh:
             assert not list(redis_dir.glob("*.pid")), f"pid files left: {list(redis_dir.glob('*.pid'))}"
 
 
-@pytest.fixture
-def ports() -> dict[str, int]:
+def pick_ports() -> dict[str, int]:
     chosen: set[int] = set()
     while len(chosen) < 4:
         chosen.add(free_port())
     return dict(zip(("HTTP_PORT", "RPC_PORT", "RPC_METRICS_PORT", "REDIS_PORT"), sorted(chosen), strict=True))
+
+
+@pytest.fixture
+def ports() -> dict[str, int]:
+    return pick_ports()
 
 
 @pytest.fixture
@@ -177,9 +181,7 @@ def get(ports: dict[str, int], path: str) -> requests.Response:
     return requests.get(f"http://127.0.0.1:{ports['HTTP_PORT']}{path}", timeout=30)
 
 
-def test_start_second_run_refused_and_sigterm_cleans_up(
-    tmp_path: Path, ports: dict[str, int], runs: list[RunSh]
-) -> None:
+def test_start_beside_another_and_sigterm_cleans_up(tmp_path: Path, ports: dict[str, int], runs: list[RunSh]) -> None:
     first = start(runs, tmp_path / "first", ports)
     first.wait_ready()
     # The ready line comes only once both answer: no retry here.
@@ -198,6 +200,29 @@ def test_start_second_run_refused_and_sigterm_cleans_up(
     second.assert_cleaned_up()
     r = get(ports, "/healthz")  # and the first stack is untouched
     assert r.status_code == 200, f"first stack after the second run: {r.status_code} {r.text}"
+
+    # Other ports, but the first one's Redis folder: refused too (one AOF, two Redis servers).
+    first_redis_dir = str(tmp_path / "first" / "redis")
+    third = start(runs, tmp_path / "third", pick_ports(), REDIS_DIR=first_redis_dir)
+    code = third.wait_exit()
+    out = third.output()
+    assert code == 2, f"third run.sh exited {code}:\n{out}"
+    assert len(out.strip().splitlines()) == 1 and "REDIS_DIR" in out, out
+    third.assert_cleaned_up()
+
+    # Other ports and the first one's Redis, named in REDIS_URL: used, and said so.
+    other = pick_ports()
+    redis_url = f"redis://127.0.0.1:{ports['REDIS_PORT']}/0"
+    fourth = start(runs, tmp_path / "fourth", other, REDIS_URL=redis_url)
+    fourth.wait_ready()
+    assert f"using the Redis at {redis_url}" in fourth.output(), fourth.output()[-4000:]
+    r = get(other, "/healthz")
+    assert r.status_code == 200, f"{r.status_code} {r.text}"
+    fourth.proc.send_signal(signal.SIGTERM)
+    assert fourth.wait_exit() == 0, fourth.output()[-4000:]
+    fourth.assert_cleaned_up()
+    r = get(ports, "/healthz")  # the first one's Redis was left running
+    assert r.status_code == 200, f"first stack after the fourth run: {r.status_code} {r.text}"
 
     first.proc.send_signal(signal.SIGTERM)
     code = first.wait_exit()

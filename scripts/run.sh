@@ -6,7 +6,7 @@
 #   the HTTP server on HTTP_PORT (8080).
 # Installs what is missing first, then checks that every port is free
 # before it starts anything. "HTTP API on ..." once /ping and /healthz answer.
-# Ctrl-C or SIGTERM stops everything (exit 0; a second one kills at once).
+# Ctrl-C, SIGTERM or SIGHUP stops everything (exit 0; a second one kills at once).
 # If any part exits, run.sh stops the others and exits non-zero: 2 at
 # start-up, with one line saying what to change; 1 later.
 # On every way out it removes what it made: processes, temp folder, pid file.
@@ -81,7 +81,7 @@ stop_part() {
 cleanup() {
     local status=$? i
     set +e
-    trap 'force=1' INT TERM
+    trap 'force=1' INT TERM HUP QUIT
     # The HTTP server first, Redis last: each stops while what it calls still answers.
     for ((i = ${#pids[@]} - 1; i >= 0; i--)); do stop_part "$i"; done
     [ -z "$lock" ] || rm -f "$lock"
@@ -91,7 +91,7 @@ cleanup() {
     exit "$status"
 }
 trap cleanup EXIT
-trap 'final="stopped"; exit 0' INT TERM
+trap 'final="stopped"; exit 0' INT TERM HUP QUIT
 
 # Stop with this one line, exit 2: a start-up failure.
 fail() {
@@ -119,15 +119,15 @@ fi
 # --- Starting and watching the parts -------------------------------------------
 # Start a part in its own process group (a terminal's Ctrl-C reaches only
 # this script, which stops each part once), its output copied through a FIFO
-# by a tee that is run.sh's child (reaped here, deaf to Ctrl-C and SIGTERM: it
-# ends with the output) to the terminal and to a file, for the line that
+# by a tee that is run.sh's child (reaped here, deaf to the signals that stop
+# run.sh: it ends with the output) to the terminal and to a file, for the line that
 # says why the part stopped. $1 name, $2 stop grace (s), $3...: command.
 start_part() {
     local name="$1" grace="$2" n="${#pids[@]}"
     local output="$run_tmp/part$n.out" fifo="$run_tmp/part$n.fifo"
     shift 2
     mkfifo "$fifo"
-    (trap '' INT TERM && exec tee -a "$output" < "$fifo" >&2) &
+    (trap '' INT TERM HUP QUIT && exec tee -a "$output" < "$fifo" >&2) &
     tees+=($!)
     set -m
     "$@" > "$fifo" 2>&1 &

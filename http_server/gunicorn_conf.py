@@ -3,9 +3,11 @@
 Metrics: prometheus_client's multiprocess mode needs a directory shared by
 the workers, named in PROMETHEUS_MULTIPROC_DIR before any worker imports
 prometheus_client; this file runs in the master, before the fork. It is
-emptied at start, and a dead worker's files are marked dead.
+emptied at start, and a dead worker's files are marked dead. A folder made
+here (none given) is removed when the master exits.
 """
 
+import atexit
 import os
 import shutil
 import tempfile
@@ -38,8 +40,16 @@ logconfig_dict = {
     },
 }
 
+
+def _remove_own_metrics_dir(directory: str, master_pid: int) -> None:
+    if os.getpid() == master_pid:  # not in a worker: forked, it runs atexit handlers too
+        shutil.rmtree(directory, ignore_errors=True)
+
+
 if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="im-http-metrics-")
+    # atexit, not on_exit: gunicorn skips on_exit when it cannot bind (sys.exit(1)).
+    atexit.register(_remove_own_metrics_dir, os.environ["PROMETHEUS_MULTIPROC_DIR"], os.getpid())
 
 
 def on_starting(server: Any) -> None:

@@ -93,6 +93,10 @@ def connect_redis(
             password=nodes.password,
             max_connections=pool_size,
             connection_pool_class=pool_class,
+            # As the cluster's own `cluster-require-full-coverage no`: a slot
+            # nobody serves fails its own commands (SlotNotCoveredError), and
+            # the slot map can still be read, at start-up and after a failure.
+            require_full_coverage=False,
             **_tls(nodes.scheme == "rediss", tls_ca_file, "REDIS_CLUSTER_NODES"),
             **bounds,
         )
@@ -204,13 +208,21 @@ def storage_errors(sending: bool = False) -> Iterator[None]:
 
 def _did_not_run(error: Exception) -> bool:
     """Redis refused the command before running it (redirected, its slot
-    not served), or it was never sent."""
-    return isinstance(error, (AskError, ClusterDownError, TryAgainError, RedisClusterException))
+    not served, busy with a script), or it was never sent."""
+    return isinstance(error, (AskError, ClusterDownError, TryAgainError, RedisClusterException)) or _busy(error)
+
+
+def _busy(error: Exception) -> bool:
+    """BUSY: a script has run longer than busy-reply-threshold; Redis
+    refuses every other command until it ends."""
+    return type(error) is redis.ResponseError and str(error).startswith("BUSY ")
 
 
 def _unavailable_reason(error: Exception) -> str | None:
     if isinstance(error, (AskError, ClusterDownError, TryAgainError, RedisClusterException)):
         return "storage cluster unavailable (a shard is down or moving)"
+    if _busy(error):
+        return "storage busy (a long-running script)"
     if isinstance(error, redis.TimeoutError):
         return "storage timed out; the outcome of a send is unknown"
     if isinstance(error, redis.ConnectionError):

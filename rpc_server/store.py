@@ -197,6 +197,7 @@ class MessageStore:
         keys += [user_chats_key(member) for member in lists]
         args: list[str | int] = [sender, text, fingerprint(sender, text), self._idempotency_ttl_s, *self._retention]
         args += ["1" if key is not None else "0", chat.id if lists else "", notify_channel(chat)]
+        args.append("1" if self._wait_replicas else "0")  # a replay writes, so that WAIT covers the original
         with storage_errors(sending=True):
             if self._wait_replicas:
                 status, send_time = self._append_replicated(keys, args)
@@ -268,7 +269,17 @@ class MessageStore:
         """The send script, then WAIT for replicas, in one pipeline on one
         connection to the chat's master: acknowledged means replicated to
         `wait_replicas` replicas. (WAIT has no key: it must follow the
-        script on the script's own connection.)"""
+        script on the script's own connection.)
+
+        WAIT waits for this connection's last write (Redis >= 7.2; 7.0
+        waited for whatever its last command saw). A replay answered from
+        the idempotency record writes nothing, so its WAIT would return at
+        once, though the original, sent on another connection (or by another
+        RPC server), may not have reached a replica yet. So in this mode
+        send.lua rewrites the record on a replay: a write after the
+        original's in the replication stream, which WAIT then covers.
+        (WAITAOF, Redis 7.2+, counts the same per-connection offset; reading
+        replicas' offsets from INFO would mean polling.)"""
         master = self._commands.client_for(keys[0])
         command = ("EVALSHA", self._send_script.sha, len(keys), *keys, *args)
         for attempt in range(2):

@@ -172,7 +172,7 @@ class ClusterRouter:
         for args in commands:
             try:
                 node = self._node(command_key(args))
-            except RedisClusterException as e:  # no master covers the slot: not sent
+            except RedisClusterException as e:  # no master covers the slot (yet): not sent
                 waiter = AsyncResult()
                 waiter.set_exception(e)
             else:
@@ -184,7 +184,11 @@ class ClusterRouter:
         return replies
 
     def client_for(self, key: str) -> redis.Redis:
-        return self._node(key).client
+        try:
+            return self._node(key).client
+        except RedisClusterException:  # no master covers the slot (yet)
+            self.topology_may_have_changed()
+            raise
 
     def topology_may_have_changed(self) -> None:
         """Read the slot map again, in the background, at most twice a second."""

@@ -168,6 +168,7 @@ def test_a_stalled_shard_never_makes_a_write_run_twice(cluster: RedisCluster, ta
     rpc_server = target.rpc_server
     metrics = f"http://127.0.0.1:{rpc_server.metrics_port}/metrics"
     clients = [thrift_client(rpc, rpc_server.port, timeout_ms=120_000) for _ in range(SENDERS)]
+    wait_until(lambda: scrape_metrics(metrics), 20, "the metrics port")
     everyone: list[Sender] = []
     try:
         # Each round stalls another master: whichever node the client treats

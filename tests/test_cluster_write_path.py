@@ -133,6 +133,7 @@ def _check_acknowledged_and_repaired(
     client = thrift_client(rpc, server.port)
     metrics = f"http://127.0.0.1:{server.metrics_port}/metrics"
     try:
+        wait_until(lambda: scrape_metrics(metrics), 20, "the metrics port")
         failures_before = scrape_metrics(metrics).get("conversation_index_failures_total", 0)
         texts = [f"while uncovered {i}" for i in range(4)]
         for text in texts:

@@ -57,10 +57,16 @@ class Conversations:
     def touch(self, chat: Chat, send_time: int) -> None:
         """Record that `chat` was active at `send_time`, in both members'
         lists, unless the append did already. Best effort: the message is
-        already stored, so a failure is counted and logged, not raised."""
+        already stored, so any failure (a Redis error, a cluster slot
+        served by nobody, a bug) is counted and logged, never raised: the
+        send is answered 200."""
         if self._store.updates_lists_on_append:
             return
-        self._update(chat, send_time)
+        try:
+            self._update(chat, send_time)
+        except Exception as e:
+            INDEX_FAILURES.inc()
+            log.warning("conversation list of %s not updated: %r", chat.id, e)
 
     def _update(self, chat: Chat, send_time: int) -> None:
         commands = [("ZADD", user_chats_key(m), "GT", send_time, chat.id) for m in chat.members]

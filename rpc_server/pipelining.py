@@ -1,32 +1,86 @@
-"""Coalescing the Redis commands of concurrent greenlets into pipelines.
+"""Running the store's Redis commands: coalesced into pipelines, and on a
+Cluster routed to their shard by us, never by redis-py's cluster pipeline.
 
-Measured here, redis-py's client side costs 70-90 us per unpipelined command
-(a pooled connection checked for readability with a poll, packing, a send
-and a receive, parsing), against about 6 us per command in a pipeline. Under
-load, many greenlets wait on Redis at once; like Lettuce's and ioredis's
-auto-pipelining, each call joins a queue, and a few "lanes" each send
-whatever has queued up as one pipeline per round trip. At low load a lane is
-free and a command goes out alone, at once; under load batches grow by
-themselves. With `appendfsync always`, one batch of writes also shares one
-fsync.
+Coalescing. Measured here, redis-py's client side costs 70-90 us per
+unpipelined command (a pooled connection checked for readability with a
+poll, packing, a send and a receive, parsing), against about 6 us per
+command in a pipeline. Under load, many greenlets wait on Redis at once;
+like Lettuce's and ioredis's auto-pipelining, each call joins a queue, and a
+few "lanes" each send whatever has queued up as one pipeline per round
+trip. At low load a lane is free and a command goes out alone, at once;
+under load batches grow by themselves. With `appendfsync always`, one batch
+of writes also shares one fsync.
 
 Semantics are those of single commands: each caller gets its own reply or
 its own error (a NOSCRIPT, say); a connection error or timeout fails every
 command of the batch, whose outcome is then unknown, exactly as for one
-command alone. Nothing is retried.
+command alone. Nothing is sent twice: a plain redis-py pipeline sends its
+commands once when its connection's Retry allows no retries (ours:
+redis_client.connect_redis).
+
+Cluster routing. redis-py's ClusterPipeline re-runs, one by one, every
+command of a batch that timed out or met a MOVED/ASK/TRYAGAIN, whatever
+`retry=` says: after a stall, a send ran twice. It also asked a node for
+each EVALSHA's keys (COMMAND GETKEYS), an extra round trip. So on a Cluster
+each command goes to the master of its first key's slot (CRC16, computed
+here; the slot map is redis-py's, refreshed from CLUSTER SLOTS), and
+commands are coalesced per node into plain pipelines on that node's own
+connection pool, whose connections never retry. A MOVED or ASK reply, a
+CLUSTERDOWN or TRYAGAIN, or a slot that no master covers fail that command
+alone (it did not run: "not stored"), and a timeout or connection error
+fails that node's batch (outcome unknown); either way the slot map is read
+again in the background, so that the next call goes to the right node. The
+caller's retry, with its idempotency key, is the only retry.
 """
 
 from __future__ import annotations
 
+import contextlib
+import time
 from collections import deque
-from typing import Any
+from typing import Any, Protocol
 
 import gevent
 import redis
 from gevent.event import AsyncResult
+from redis.exceptions import AskError, ClusterDownError, RedisClusterException, TryAgainError
+
+#: Errors after which the cluster's slot map may be stale: read it again.
+TOPOLOGY_ERRORS = (
+    AskError,  # and MovedError
+    ClusterDownError,
+    TryAgainError,
+    RedisClusterException,  # SlotNotCoveredError
+    redis.ConnectionError,
+    redis.TimeoutError,
+)
+
+
+class Runner(Protocol):
+    """Where the store's commands go: one Redis, or a Cluster's masters."""
+
+    def execute(self, *args: Any) -> Any:
+        """Run one command and return its reply (raise its error)."""
+        ...
+
+    def execute_many(self, commands: list[tuple[Any, ...]]) -> list[Any]:
+        """Run several commands, likely in one round trip per node; a reply
+        per command, or the exception it failed with (not raised)."""
+        ...
+
+    def client_for(self, key: str) -> redis.Redis:
+        """The plain (never retrying) client of the Redis that holds `key`."""
+        ...
+
+    def topology_may_have_changed(self) -> None:
+        """A failure hinted that the node map is stale (no-op on one Redis)."""
+        ...
 
 
 class AutoPipeline:
+    """Coalesces the commands of concurrent callers into pipelines on one
+    plain Redis client (lanes >= 1), or sends each alone (lanes == 0)."""
+
     def __init__(self, client: redis.Redis, lanes: int = 2, max_batch: int = 256) -> None:
         self._client = client
         self._lanes = lanes
@@ -34,29 +88,39 @@ class AutoPipeline:
         self._queue: deque[tuple[tuple[Any, ...], AsyncResult]] = deque()
         self._busy_lanes = 0
 
+    @property
+    def client(self) -> redis.Redis:
+        return self._client
+
     def execute(self, *args: Any) -> Any:
         """Run one command (as for `redis.Redis.execute_command`) and return its reply."""
-        waiter = AsyncResult()
-        self._queue.append((args, waiter))
-        if self._busy_lanes < self._lanes:
-            self._busy_lanes += 1
-            gevent.spawn(self._drain)
-        return waiter.get()
+        return self.submit(args).get()
 
     def execute_many(self, commands: list[tuple[Any, ...]]) -> list[Any]:
         """Run several commands, likely in one round trip; a reply per command,
         or the exception it failed with (not raised)."""
-        waiters = []
-        for args in commands:
-            waiter = AsyncResult()
-            self._queue.append((args, waiter))
-            waiters.append(waiter)
+        return collect([self.submit(args) for args in commands])
+
+    def client_for(self, key: str) -> redis.Redis:
+        return self._client
+
+    def topology_may_have_changed(self) -> None:
+        pass
+
+    def submit(self, args: tuple[Any, ...]) -> AsyncResult:
+        """Queue one command; its reply or error arrives in the AsyncResult."""
+        waiter = AsyncResult()
+        if not self._lanes:  # no coalescing: the command alone, now
+            try:
+                waiter.set(self._client.execute_command(*args))
+            except Exception as e:
+                waiter.set_exception(e)
+            return waiter
+        self._queue.append((args, waiter))
         if self._busy_lanes < self._lanes:
             self._busy_lanes += 1
             gevent.spawn(self._drain)
-        for waiter in waiters:
-            waiter.wait()
-        return [waiter.value if waiter.successful() else waiter.exception for waiter in waiters]
+        return waiter
 
     def _drain(self) -> None:
         try:
@@ -81,3 +145,98 @@ class AutoPipeline:
                 waiter.set_exception(reply)
             else:
                 waiter.set(reply)
+
+
+class ClusterRouter:
+    """Each command to the master of its first key's slot, coalesced per
+    node on that node's plain client (see the module's docstring)."""
+
+    REFRESH_INTERVAL_S = 0.5
+
+    def __init__(self, cluster: redis.RedisCluster, lanes: int = 2, max_batch: int = 256) -> None:
+        self._cluster = cluster
+        self._lanes = lanes
+        self._max_batch = max_batch
+        self._nodes: dict[str, AutoPipeline] = {}
+        self._refreshed_at = 0.0
+        self._refreshing: gevent.Greenlet | None = None
+
+    def execute(self, *args: Any) -> Any:
+        [reply] = self.execute_many([args])
+        if isinstance(reply, Exception):
+            raise reply
+        return reply
+
+    def execute_many(self, commands: list[tuple[Any, ...]]) -> list[Any]:
+        waiters = []
+        for args in commands:
+            try:
+                node = self._node(command_key(args))
+            except RedisClusterException as e:  # no master covers the slot (yet): not sent
+                waiter = AsyncResult()
+                waiter.set_exception(e)
+            else:
+                waiter = node.submit(args)
+            waiters.append(waiter)
+        replies = collect(waiters)
+        if any(isinstance(reply, TOPOLOGY_ERRORS) for reply in replies):
+            self.topology_may_have_changed()
+        return replies
+
+    def client_for(self, key: str) -> redis.Redis:
+        try:
+            return self._node(key).client
+        except RedisClusterException:  # no master covers the slot (yet)
+            self.topology_may_have_changed()
+            raise
+
+    def topology_may_have_changed(self) -> None:
+        """Read the slot map again, in the background, at most twice a second."""
+        if self._refreshing is not None or time.monotonic() - self._refreshed_at < self.REFRESH_INTERVAL_S:
+            return
+        self._refreshed_at = time.monotonic()
+        self._refreshing = gevent.spawn(self._refresh)
+
+    def _refresh(self) -> None:
+        try:
+            with contextlib.suppress(Exception):  # nobody answers yet: the next failure tries again
+                self._cluster.nodes_manager.initialize()
+        finally:
+            self._refreshing = None
+
+    def _node(self, key: str) -> AutoPipeline:
+        """The coalescer of the master now serving `key`'s slot (raises
+        SlotNotCoveredError when none does)."""
+        node = self._cluster.nodes_manager.get_node_from_slot(self._cluster.keyslot(key))
+        client = self._cluster.get_redis_connection(node)
+        pipeline = self._nodes.get(node.name)
+        if pipeline is None or pipeline.client is not client:
+            pipeline = self._nodes[node.name] = AutoPipeline(client, self._lanes, self._max_batch)
+        return pipeline
+
+
+def runner(client: redis.Redis, lanes: int) -> Runner:
+    """How the store sends commands to `client` (one Redis or a Cluster)."""
+    if isinstance(client, redis.RedisCluster):
+        return ClusterRouter(client, lanes)
+    return AutoPipeline(client, lanes)
+
+
+def command_key(args: tuple[Any, ...]) -> str:
+    """The key that routes a command: a script's first key, a container
+    command's key after its subcommand, else its first argument. Every
+    command the store sends names a key."""
+    name = str(args[0]).upper()
+    if name in ("EVALSHA", "EVAL", "FCALL"):
+        if int(args[2]) < 1:
+            raise ValueError(f"{name} without a key cannot be routed")
+        return str(args[3])
+    if name in ("XINFO", "OBJECT", "MEMORY"):  # a subcommand first: XINFO STREAM <key>
+        return str(args[2])
+    return str(args[1])
+
+
+def collect(waiters: list[AsyncResult]) -> list[Any]:
+    for waiter in waiters:
+        waiter.wait()
+    return [waiter.value if waiter.successful() else waiter.exception for waiter in waiters]

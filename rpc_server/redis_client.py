@@ -19,7 +19,7 @@ from urllib.parse import unquote, urlsplit
 import redis
 from redis.backoff import NoBackoff
 from redis.cluster import ClusterNode
-from redis.exceptions import ClusterDownError, RedisClusterException, TryAgainError
+from redis.exceptions import AskError, ClusterDownError, RedisClusterException, TryAgainError
 from redis.retry import Retry
 
 from rpc_server.config import Config
@@ -62,7 +62,9 @@ def connect_redis(
 
     With `cluster_nodes` (see parse_cluster_nodes), a Redis Cluster client
     (redis-py's RedisCluster) with the same bounds, per node. It follows
-    MOVED/ASK redirections, which are safe: the command did not run.
+    MOVED/ASK redirections, which are safe: the command did not run. The
+    store's sends do not go through it: they are routed to each node's own
+    client by pipelining.ClusterRouter (store.py says why).
 
     `tls_ca_file`: the CA certificates (PEM) that Redis's TLS certificate
     must chain to, instead of the system's; only with `rediss://`.
@@ -91,6 +93,10 @@ def connect_redis(
             password=nodes.password,
             max_connections=pool_size,
             connection_pool_class=pool_class,
+            # As the cluster's own `cluster-require-full-coverage no`: a slot
+            # nobody serves fails its own commands (SlotNotCoveredError), and
+            # the slot map can still be read, at start-up and after a failure.
+            require_full_coverage=False,
             **_tls(nodes.scheme == "rediss", tls_ca_file, "REDIS_CLUSTER_NODES"),
             **bounds,
         )
@@ -182,8 +188,10 @@ def _tls(tls: bool, ca_file: str, setting: str) -> dict[str, Any]:
 
 
 @contextmanager
-def storage_errors() -> Iterator[None]:
-    """Turn Redis failures into StorageUnavailable, counting each kind."""
+def storage_errors(sending: bool = False) -> Iterator[None]:
+    """Turn Redis failures into StorageUnavailable, counting each kind.
+    `sending`: around a send, whose message then says "not stored" when the
+    command certainly did not run."""
     try:
         yield
     except (redis.RedisError, RedisClusterException) as e:
@@ -193,12 +201,28 @@ def storage_errors() -> Iterator[None]:
         reason = _unavailable_reason(e)
         if reason is None:
             raise  # a script error, say: a bug, not an outage
+        if sending and _did_not_run(e):
+            reason += "; not stored"
         raise StorageUnavailable(reason) from e
 
 
+def _did_not_run(error: Exception) -> bool:
+    """Redis refused the command before running it (redirected, its slot
+    not served, busy with a script), or it was never sent."""
+    return isinstance(error, (AskError, ClusterDownError, TryAgainError, RedisClusterException)) or _busy(error)
+
+
+def _busy(error: Exception) -> bool:
+    """BUSY: a script has run longer than busy-reply-threshold; Redis
+    refuses every other command until it ends."""
+    return type(error) is redis.ResponseError and str(error).startswith("BUSY ")
+
+
 def _unavailable_reason(error: Exception) -> str | None:
-    if isinstance(error, (ClusterDownError, TryAgainError, RedisClusterException)):
+    if isinstance(error, (AskError, ClusterDownError, TryAgainError, RedisClusterException)):
         return "storage cluster unavailable (a shard is down or moving)"
+    if _busy(error):
+        return "storage busy (a long-running script)"
     if isinstance(error, redis.TimeoutError):
         return "storage timed out; the outcome of a send is unknown"
     if isinstance(error, redis.ConnectionError):

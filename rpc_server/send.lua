@@ -17,6 +17,11 @@
 -- ARGV[9]  the chat's shard channel, im:v1:{a:b}:n: the new send_time is
 --          announced there (SPUBLISH), atomically with the write and on the
 --          chat's shard, to wake waiting pulls (rpc_server/notifier.py)
+-- ARGV[10] '1': the caller WAITs for replicas next, on this connection. A
+--          replay then rewrites its record (same value, same TTL): since
+--          Redis 7.2, WAIT waits only for the connection's own last write,
+--          and this write follows the original's in the replication stream,
+--          so the replay is not acknowledged before the original is replicated
 --
 -- Returns {status, send_time}: status 0 = stored, 1 = replay of an earlier
 -- send with the same key and message, 2 = key already used for another one,
@@ -51,7 +56,10 @@ if record then
   if previous and redis.call('EXISTS', stream) == 1 then
     local sep = string.find(previous, ' ', 1, true)
     local status = 2
-    if string.sub(previous, sep + 1) == ARGV[3] then status = 1 end
+    if string.sub(previous, sep + 1) == ARGV[3] then
+      status = 1
+      if ARGV[10] == '1' then redis.call('SET', record, previous, 'KEEPTTL') end
+    end
     return {status, string.sub(previous, 1, sep - 1)}
   end
 end

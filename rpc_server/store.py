@@ -42,16 +42,50 @@ Semantics the service relies on:
   in O(log N + limit), and whether more exist (it reads limit + 1).
 * Any Redis failure (down, timeout, loading, read-only, out of memory, no
   free pool connection) raises StorageUnavailable; nothing is half-written.
+
+No library sends a write twice. Every path a command can take, checked
+against redis-py 8.1's source:
+
+* One Redis, coalesced (pipelining.AutoPipeline) or not: a plain `Pipeline`
+  (no MULTI) or `execute_command`, both run through the connection's
+  `Retry.call_with_retry`, and our connections' Retry allows 0 retries
+  (redis_client.connect_redis): the first timeout or connection error is
+  raised, the batch having been sent once. redis-py's default (10 retries)
+  would re-send a write whose reply was lost.
+* A Cluster: never redis-py's `ClusterPipeline`, which re-runs one by one,
+  through the cluster client, each command of a batch that timed out or
+  met MOVED/ASK/TRYAGAIN, whatever `retry=` says (a stalled shard stored
+  sends twice, and charged rate limits twice), and which asked a node
+  `COMMAND GETKEYS` for every EVALSHA. pipelining.ClusterRouter sends each
+  command to the master of its first key's slot (computed here, no round
+  trip) on that node's own client, which redis-py creates with a Retry of 0
+  retries: as for one Redis. A MOVED, ASK, TRYAGAIN or CLUSTERDOWN reply,
+  or a slot no master covers, is an error for that command only (it did not
+  run: "not stored"), and the slot map is read again in the background.
+* The cluster client itself (`RedisCluster.execute_command`: erasure,
+  reindex, sweep's scans, PING, SCRIPT LOAD): our `retry=` of 0 retries
+  gives one attempt, so a timeout or connection error is raised. Within
+  that attempt it follows MOVED and ASK and waits out TRYAGAIN: each of
+  those replies means the command did not run, so the one it then sends is
+  its first run.
+* The WAIT pipeline (`_append_replicated`): a plain pipeline on the chat
+  master's own client, as above. Too few replicas in time is a 503
+  (outcome unknown), never a new attempt.
+* NOSCRIPT (`eval_script`, `_append_replicated`): Redis answers NOSCRIPT
+  before running anything, so loading the script (on the node that said
+  it) and sending the call again runs it once. In a batch, NOSCRIPT fails
+  that command alone. redis-py's `Script` objects are not used.
+* Connecting (and its handshake) happens before a command is sent; the
+  connect timeout raises, it is not retried either. No health-check PING
+  is interleaved (health_check_interval 0).
 """
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
-import time
 from collections.abc import Sequence
 from importlib import resources
-from typing import Any, NamedTuple, cast
+from typing import Any, NamedTuple
 
 import redis
 
@@ -66,7 +100,7 @@ from rpc_server.paging import (
     parse_trim_mark,
     range_bounds,
 )
-from rpc_server.pipelining import AutoPipeline
+from rpc_server.pipelining import runner
 from rpc_server.redis_client import storage_errors
 
 KEY_PREFIX = "im:v1:"
@@ -153,10 +187,9 @@ class MessageStore:
         self._redis = client
         self._wait_replicas = wait_replicas
         self._wait_timeout_ms = wait_timeout_ms
-        self._topology_read_at = 0.0
-        # Commands go out coalesced into pipelines (pipelining), or one by one with 0 lanes.
-        self._pipeline = AutoPipeline(client, pipeline_lanes) if pipeline_lanes else None
-        self._run = self._pipeline.execute if self._pipeline else client.execute_command
+        # Commands go out coalesced into pipelines, or one by one with 0 lanes;
+        # on a Cluster, each to its key's master (pipelining.py).
+        self._commands = runner(client, pipeline_lanes)
         self._idempotency_ttl_s = idempotency_ttl_s
         self._retention = [retention_max_age_s * 1_000_000, retention_max_messages]
         self._send_script = LuaScript("send.lua", "decimal.lua", "retention.lua")
@@ -174,7 +207,7 @@ class MessageStore:
         append: in a cluster the sender's key lives on its own shard."""
         if not self._rate_interval_us:
             return
-        with storage_errors():
+        with storage_errors(sending=True):
             wait_ms = int(
                 self.eval_script(
                     self._rate_script, [rate_key(sender)], [self._rate_interval_us, self._rate_tolerance_us]
@@ -197,7 +230,8 @@ class MessageStore:
         keys += [user_chats_key(member) for member in lists]
         args: list[str | int] = [sender, text, fingerprint(sender, text), self._idempotency_ttl_s, *self._retention]
         args += ["1" if key is not None else "0", chat.id if lists else "", notify_channel(chat)]
-        with storage_errors():
+        args.append("1" if self._wait_replicas else "0")  # a replay writes, so that WAIT covers the original
+        with storage_errors(sending=True):
             if self._wait_replicas:
                 status, send_time = self._append_replicated(keys, args)
             else:
@@ -238,7 +272,7 @@ class MessageStore:
         if mark is not EMPTIED_BY_AN_OLDER_VERSION:
             return mark
         try:
-            info = self._run("XINFO", "STREAM", stream_key(chat))
+            info = self.run("XINFO", "STREAM", stream_key(chat))
         except redis.ResponseError:  # no such stream any more: nothing to tell
             return None
         fields = info if isinstance(info, dict) else dict(zip(info[::2], info[1::2], strict=True))
@@ -256,20 +290,13 @@ class MessageStore:
 
     def run(self, *args: Any) -> Any:
         """One Redis command, coalesced with concurrent ones (raises Redis errors)."""
-        return self._run(*args)
+        return self._commands.execute(*args)
 
     def run_many(self, commands: list[tuple[Any, ...]]) -> list[Any]:
-        """Several commands at once (one round trip when pipelining); each
-        one's reply, or the exception it failed with, in order."""
-        if self._pipeline:
-            return self._pipeline.execute_many(commands)
-        replies: list[Any] = []
-        for command in commands:
-            try:
-                replies.append(self._redis.execute_command(*command))
-            except redis.RedisError as e:
-                replies.append(e)
-        return replies
+        """Several commands at once (one round trip per node when
+        pipelining); each one's reply, or the exception it failed with, in
+        order."""
+        return self._commands.execute_many(commands)
 
     @staticmethod
     def _raise_first_error(replies: list[Any]) -> list[Any]:
@@ -292,9 +319,19 @@ class MessageStore:
     def _append_replicated(self, keys: list[str], args: list[str | int]) -> Any:
         """The send script, then WAIT for replicas, in one pipeline on one
         connection to the chat's master: acknowledged means replicated to
-        `wait_replicas` replicas. (WAIT has no key, so it cannot go through a
-        cluster pipeline, which routes by key.)"""
-        master = self._master_for(keys[0])
+        `wait_replicas` replicas. (WAIT has no key: it must follow the
+        script on the script's own connection.)
+
+        WAIT waits for this connection's last write (Redis >= 7.2; 7.0
+        waited for whatever its last command saw). A replay answered from
+        the idempotency record writes nothing, so its WAIT would return at
+        once, though the original, sent on another connection (or by another
+        RPC server), may not have reached a replica yet. So in this mode
+        send.lua rewrites the record on a replay: a write after the
+        original's in the replication stream, which WAIT then covers.
+        (WAITAOF, Redis 7.2+, counts the same per-connection offset; reading
+        replicas' offsets from INFO would mean polling.)"""
+        master = self._commands.client_for(keys[0])
         command = ("EVALSHA", self._send_script.sha, len(keys), *keys, *args)
         for attempt in range(2):
             pipe = master.pipeline(transaction=False)
@@ -303,42 +340,29 @@ class MessageStore:
             try:
                 reply, replicas = pipe.execute(raise_on_error=False)
             except (redis.ConnectionError, redis.TimeoutError):
-                self._refresh_topology()  # the master may be gone: learn who replaced it
+                self._commands.topology_may_have_changed()  # the master may be gone: learn who replaced it
                 raise
             if isinstance(reply, redis.exceptions.NoScriptError) and attempt == 0:
                 master.script_load(self._send_script.source)  # it did not run
                 continue
             break
-        if isinstance(reply, redis.exceptions.AskError):  # MOVED or ASK: not run here; the map is stale
-            self._refresh_topology()
-            raise StorageUnavailable("the chat's shard moved; retry")
+        if isinstance(reply, (redis.exceptions.AskError, redis.exceptions.ClusterDownError)):
+            self._commands.topology_may_have_changed()  # MOVED, ASK or CLUSTERDOWN: it did not run here
+            raise reply
         if isinstance(reply, Exception):
             raise reply
         if isinstance(replicas, Exception) or int(replicas) < self._wait_replicas:
             raise StorageUnavailable(f"stored but not replicated within {self._wait_timeout_ms} ms: outcome unknown")
         return reply
 
-    def _master_for(self, key: str) -> redis.Redis:
-        if isinstance(self._redis, redis.RedisCluster):
-            node = self._redis.get_node_from_key(key)
-            return cast(redis.Redis, self._redis.get_redis_connection(node))
-        return self._redis
-
-    def _refresh_topology(self) -> None:
-        """Read the cluster's slot map again (at most twice a second)."""
-        if isinstance(self._redis, redis.RedisCluster) and time.monotonic() - self._topology_read_at > 0.5:
-            self._topology_read_at = time.monotonic()
-            with contextlib.suppress(Exception):  # nobody answers yet: the next failure tries again
-                self._redis.nodes_manager.initialize()
-
     def eval_script(self, script: LuaScript, keys: Sequence[str], args: Sequence[str | int]) -> Any:
         """Run a script by its SHA1, loading it first if Redis lost it (it did not run then)."""
         command = ("EVALSHA", script.sha, len(keys), *keys, *args)
         try:
-            return self._run(*command)
+            return self._commands.execute(*command)
         except redis.exceptions.NoScriptError:  # Redis restarted or flushed its scripts: it did not run
-            self._redis.script_load(script.source)
-            return self._run(*command)
+            self._commands.client_for(keys[0]).script_load(script.source)  # on that key's node
+            return self._commands.execute(*command)
 
 
 def chat_of_key(key: str) -> Chat | None:

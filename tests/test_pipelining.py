@@ -9,7 +9,7 @@ import gevent
 import pytest
 import redis
 
-from rpc_server.pipelining import AutoPipeline
+from rpc_server.pipelining import AutoPipeline, command_key
 from tests.servers import Stack, free_port
 
 
@@ -51,3 +51,14 @@ def test_a_connection_failure_fails_every_caller_of_the_batch() -> None:
     assert all(isinstance(job.exception, redis.ConnectionError) for job in jobs)
     with pytest.raises(redis.ConnectionError):  # and the next call tries again
         auto.execute("PING")
+
+
+def test_a_command_is_routed_by_its_first_key() -> None:
+    """On a Cluster each command goes to its key's slot, named here without
+    asking a node (redis-py's cluster pipeline sent COMMAND GETKEYS)."""
+    assert command_key(("EVALSHA", "ab12", 3, "im:v1:{a:b}:m", "im:v1:{a:b}:t", "x", "arg")) == "im:v1:{a:b}:m"
+    assert command_key(("XRANGE", "im:v1:{a:b}:m", "-", "+")) == "im:v1:{a:b}:m"
+    assert command_key(("ZADD", "im:v1:u:{a}:c", "GT", 5, "a:b")) == "im:v1:u:{a}:c"
+    assert command_key(("XINFO", "STREAM", "im:v1:{a:b}:m")) == "im:v1:{a:b}:m"  # the key after the subcommand
+    with pytest.raises(ValueError, match="without a key"):
+        command_key(("EVALSHA", "ab12", 0, "arg"))

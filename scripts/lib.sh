@@ -49,6 +49,30 @@ ensure_thrift_compiler() { ensure_tool thrift thrift-compiler thrift; }
 # etcd, for the service-registration tests.
 ensure_etcd() { ensure_tool etcd etcd-server etcd; }
 
+# valkey-server, a Redis 7.2-compatible server (the images' redis:7.2 behaves
+# as it does for WAIT), for the write-path tests. Debian 12 has it only in
+# bookworm-backports: that suite is added (from the same mirror as the
+# system's sources) when apt cannot find the package otherwise.
+ensure_valkey() {
+    command -v valkey-server >/dev/null && return
+    if ! command -v apt-get >/dev/null; then
+        command -v brew >/dev/null && { log "installing valkey (brew)"; brew install valkey; return; }
+        log "please install valkey-server (Valkey 7.2 or newer) and re-run"
+        exit 1
+    fi
+    local codename mirror
+    codename="$(. /etc/os-release && echo "${VERSION_CODENAME:-}")"
+    if [ "$codename" = bookworm ] && ! grep -rqs "bookworm-backports" /etc/apt/sources.list /etc/apt/sources.list.d/; then
+        mirror="$(cat /etc/apt/sources.list.d/*.sources /etc/apt/sources.list 2>/dev/null |
+            sed -nE 's#^(URIs:|deb)[[:space:]]+(https?://[^[:space:]]+/debian)/?([[:space:]].*)?$#\2#p' | head -1 || true)"
+        log "adding bookworm-backports (${mirror:-http://deb.debian.org/debian}) for valkey-server"
+        printf 'Types: deb\nURIs: %s\nSuites: bookworm-backports\nComponents: main\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n' \
+            "${mirror:-http://deb.debian.org/debian}" | as_root tee /etc/apt/sources.list.d/bookworm-backports.sources >/dev/null
+        _APT_UPDATED=
+    fi
+    apt_install valkey-server
+}
+
 # Node and npm, then the npm packages of postman/ (newman, openapi-to-postmanv2)
 # with `npm ci` from the committed package-lock.json, when it changed.
 ensure_node_packages() {

@@ -12,6 +12,7 @@ ensure_venv dev
 ensure_redis
 ensure_thrift_compiler
 ensure_etcd
+ensure_valkey
 ensure_node_packages
 
 log "generated code is up to date (scripts/api-regen.sh, scripts/thrift-check.sh)"

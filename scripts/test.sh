@@ -10,6 +10,7 @@ ensure_venv dev
 ensure_redis
 ensure_thrift_compiler
 ensure_etcd
+ensure_chromium
 ensure_node_packages
 
 log "generated code is up to date (scripts/api-regen.sh, scripts/thrift-check.sh)"

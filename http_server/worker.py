@@ -23,8 +23,15 @@ What the stock `gevent_pywsgi` worker lacks, added here:
 - it builds a gunicorn access-log record for every request; the Falcon
   middleware already logs each request as JSON, so that is skipped.
 
-And on SIGTERM (or a quick stop), event streams (http_server.streaming)
-end at once rather than holding the graceful stop for their whole length.
+And on SIGTERM (or a quick stop, or the TERM that a graceful restart (HUP)
+sends to old workers): event streams (http_server.streaming) end at once
+rather than holding the graceful stop for their whole length, and no
+connection is kept alive: each response in flight says `Connection: close`
+(or, for a stream whose headers were sent before, the connection closes
+after it), and connections idle between requests are closed at once. A
+client, a browser's EventSource above all, then reconnects on a new
+connection, which reaches a worker that is not stopping (or, if the whole
+server stops, fails to connect and is retried), never this one.
 """
 
 from __future__ import annotations
@@ -51,6 +58,7 @@ class _HeadTimeout(BaseException):
 
 
 class _Handler(PyWSGIHandler):  # type: ignore[misc]
+    _served = False  # whether a request was answered on this connection (it is kept alive)
     _late_body = False
     _head_timer: gevent.Timeout | None = None
 
@@ -68,15 +76,31 @@ class _Handler(PyWSGIHandler):  # type: ignore[misc]
             return None  # close; an answer would be one more thing to wait for
         finally:
             self._head_timer.close()
+        self._served = True
+        if result is True and STOPPING.is_set():
+            return None  # a stream whose headers went out before the stop: close after it
         return result
 
     def _request_begins(self) -> bool:
         """Wait (HTTP_KEEPALIVE_S at most) for the first byte of the next
-        request; False: close (the client left or idled)."""
+        request; False: close (the client left or idled, or the worker is
+        stopping and this kept-alive connection has no request pending)."""
+        if self._served:
+            if STOPPING.is_set():
+                return False
+            _IDLE.add(self)
         try:
             return bool(self.rfile.peek(1))  # b"" at the end of the stream
         except OSError:  # idle past keep-alive, or reset
             return False
+        finally:
+            _IDLE.discard(self)
+
+    def stop_waiting(self) -> None:
+        """The worker stops: end the wait for a next request (a request
+        already received in part is still read, and answered)."""
+        with contextlib.suppress(OSError, AttributeError):  # (AttributeError: pywsgi dropped the socket)
+            self.socket.shutdown(socket.SHUT_RD)
 
     def read_request(self, raw_requestline: str) -> Any:
         try:
@@ -103,7 +127,7 @@ class _Handler(PyWSGIHandler):  # type: ignore[misc]
         self.close_connection = True
 
     def start_response(self, status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
-        if self._late_body:  # this connection takes no further request
+        if STOPPING.is_set() or self._late_body:  # this connection takes no further request
             headers = [(name, value) for name, value in headers if name.lower() != "connection"]
             headers.append(("Connection", "close"))
         return super().start_response(status, headers, exc_info)
@@ -118,13 +142,22 @@ class _Handler(PyWSGIHandler):  # type: ignore[misc]
         pass  # http_server.telemetry logs each request
 
 
+_IDLE: set[_Handler] = set()  # kept-alive connections waiting for their next request
+
+
+def _begin_stopping() -> None:
+    STOPPING.set()
+    for handler in list(_IDLE):
+        handler.stop_waiting()
+
+
 class Worker(GeventPyWSGIWorker):  # type: ignore[misc]
     wsgi_handler = _Handler
 
     def handle_exit(self, sig: int, frame: object) -> None:
-        gevent.spawn(STOPPING.set)  # out of the signal handler, as gunicorn's handle_quit does
+        gevent.spawn(_begin_stopping)  # out of the signal handler, as gunicorn's handle_quit does
         super().handle_exit(sig, frame)
 
     def handle_quit(self, sig: int, frame: object) -> None:
-        gevent.spawn(STOPPING.set)
+        gevent.spawn(_begin_stopping)
         super().handle_quit(sig, frame)

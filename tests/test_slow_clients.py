@@ -176,7 +176,7 @@ def test_a_normal_client_is_served_while_500_slow_clients_are_connected(slow_ser
         still_open = clients.open
         session.close()
         assert still_open > 0, "served only once the slow clients were gone: the test proves nothing"
-        print(f"a normal client served with {still_open} slow {kind}s connected")
+        print(f"a normal client served with {still_open} clients trickling a {kind} connected")
         _wait_all_closed(clients, 90, f"client trickling a {kind}")
 
 

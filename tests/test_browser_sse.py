@@ -20,7 +20,7 @@ import shutil
 import signal
 import threading
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -127,8 +127,9 @@ def _worker_pids(master: int) -> set[int]:
         return {int(pid) for pid in f.read().split()}
 
 
-def _holder_of_a_connection(port: int, pids: set[int]) -> int | None:
-    """The process, among `pids`, holding an established TCP connection on local port `port`."""
+def _holder_of_the_connection(port: int, pids: set[int]) -> int | None:
+    """The process, among `pids`, holding the one established TCP connection
+    on local port `port` (None unless there is exactly one)."""
     inodes = set()
     for table in ("/proc/net/tcp", "/proc/net/tcp6"):
         with open(table) as f:
@@ -136,6 +137,8 @@ def _holder_of_a_connection(port: int, pids: set[int]) -> int | None:
                 fields = line.split()
                 if int(fields[1].rsplit(":", 1)[1], 16) == port and fields[3] == "01":  # 01: ESTABLISHED
                     inodes.add(fields[9])
+    if len(inodes) != 1:
+        return None
     for pid in pids:
         for fd in os.listdir(f"/proc/{pid}/fd"):
             try:
@@ -224,8 +227,11 @@ def test_a_browser_keeps_receiving_across_restarts_kills_and_stops(
 
         # (c) a kill -9 of the worker holding the stream
         before = opens()
-        holder: Callable[[], int | None] = lambda: _holder_of_a_connection(port, _worker_pids(target.pid))  # noqa: E731
-        wait_until(lambda: holder() is not None, 30, "a worker to hold the page's stream")
+
+        def holder() -> int | None:
+            return _holder_of_the_connection(port, _worker_pids(target.pid))
+
+        wait_until(lambda: holder() is not None, 30, "a worker to hold the page's stream, its one connection")
         victim = holder()
         assert victim is not None
         with sender:

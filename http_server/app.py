@@ -12,10 +12,11 @@ import falcon
 import idl
 from http_server import config, endpoints
 from http_server.auth import Authentication
-from http_server.errors import handle_unexpected, serialize_error
+from http_server.errors import ApiError, handle_unexpected, serialize_error
 from http_server.logs import configure_logging
 from http_server.resources import AdminChat, AdminUser, Chats, Health, MessageService, OpenApiSpec, Ping, Pull, Send
 from http_server.rpc_pool import RpcClientPool
+from http_server.slow_clients import BodyTimeout
 from http_server.streaming import Subscribe
 from http_server.telemetry import Metrics, RequestTelemetry
 
@@ -38,6 +39,7 @@ def create_app(
     app.resp_options.default_media_type = falcon.MEDIA_JSON
     app.set_error_serializer(serialize_error)
     app.add_error_handler(Exception, handle_unexpected)
+    app.add_error_handler(BodyTimeout, _body_timeout)
     app.add_route("/ping", Ping())
     app.add_route("/healthz", Health(service))
     app.add_route("/metrics", Metrics())
@@ -49,6 +51,12 @@ def create_app(
     app.add_route("/api/admin/chats/{chat}", AdminChat(service))
     app.add_route("/api/admin/users/{user}", AdminUser(service))
     return app
+
+
+def _body_timeout(req: falcon.Request, resp: falcon.Response, ex: BodyTimeout, params: Any) -> None:
+    """A body too slow to arrive (http_server.slow_clients): 408, and the
+    worker closes the connection after it."""
+    raise ApiError(408, str(ex))
 
 
 def get_app() -> falcon.App[falcon.Request, falcon.Response]:

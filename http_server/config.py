@@ -53,6 +53,8 @@ class Config:
     sse_allowed_origins: str = ""
     max_body_bytes: int = 65536
     keepalive_s: int = 5
+    header_timeout_s: int = 10
+    body_min_rate: int = 1024
     graceful_timeout_s: int = 10
     log_level: str = "INFO"
     log_requests: int = 1
@@ -92,6 +94,11 @@ _SOURCES = {
     "sse_allowed_origins": ("SSE_ALLOWED_ORIGINS", "origins allowed by CORS (comma-separated, or *; empty: none)"),
     "max_body_bytes": ("MAX_BODY_BYTES", "largest request body (413 beyond)"),
     "keepalive_s": ("HTTP_KEEPALIVE_S", "close an idle client connection after this long"),
+    "header_timeout_s": ("HTTP_HEADER_TIMEOUT_S", "a request's head must arrive whole this long after its first byte"),
+    "body_min_rate": (
+        "HTTP_BODY_MIN_RATE",
+        "bytes/s: a body must arrive within HTTP_HEADER_TIMEOUT_S + its length / this, after its head",
+    ),
     "graceful_timeout_s": ("HTTP_GRACEFUL_TIMEOUT_S", "on SIGTERM, how long requests in flight may take to finish"),
     "log_level": ("LOG_LEVEL", "DEBUG, INFO, WARNING or ERROR"),
     "log_requests": ("LOG_REQUESTS", "1: a JSON log line per request; 0: none"),

@@ -18,6 +18,15 @@ socket timeout (HTTP_KEEPALIVE_S): nothing is buffered for it.
 Streams end at once, cleanly, when the worker stops (SIGTERM), or when the
 RPC server or Redis fails: the client reconnects, with Last-Event-ID, to
 this server or another.
+
+A subscription that cannot be served now (the worker is stopping, it has
+SSE_MAX_STREAMS streams, or the RPC server or Redis is unavailable) is
+refused with a 200 event stream that says why and ends: `retry:` (the
+reconnection delay), then an `unavailable` event whose data is the
+`{"code": 503, "msg"}` a JSON client would have got. Never with a non-200
+status: a browser's EventSource treats any other answer as final and never
+reconnects, whereas after this one it reconnects by itself, with
+Last-Event-ID. Bad input (400, 401, 403) is final, and answered as usual.
 """
 
 from __future__ import annotations
@@ -52,14 +61,23 @@ class Subscribe:
         fields = codec.decode("SubscribeRequest", read_params(req, 4096))
         chat, cursor = fields["chat"] or "", _resume_cursor(req) or fields["cursor"] or 0
         req.context.chat = chat
-        if self._streams >= self._max_streams or STOPPING.is_set():
-            raise ApiError(503, f"too many streams on this server ({self._max_streams}); retry")
-        # The first page before the stream starts: bad input and a down
-        # service are answered as usual (400, 403, 503), not mid-stream.
-        first = self._pull(chat, cursor, req, wait_s=0)
-        resp.content_type = "text/event-stream"
-        resp.set_header("Cache-Control", "no-cache")
-        resp.set_header("X-Accel-Buffering", "no")  # nginx: do not buffer the stream
+        if STOPPING.is_set():
+            _refuse(resp, "this server is stopping; reconnect", retry_s=1)
+            return
+        if self._streams >= self._max_streams:
+            _refuse(resp, f"too many streams on this server ({self._max_streams}); retry", retry_s=1)
+            return
+        # The first page before the stream starts: bad input is answered as
+        # usual (400, 403), not mid-stream.
+        try:
+            first = self._pull(chat, cursor, req, wait_s=0)
+        except ApiError as e:
+            if e.status_code != 503:
+                raise
+            retry_s = int(dict(e.headers or ()).get("Retry-After", "1"))
+            _refuse(resp, e.description or "storage unavailable", retry_s)
+            return
+        _stream_headers(resp)
         resp.stream = self._events(chat, cursor, first, req)
 
     def _events(self, chat: str, cursor: int, page: Any, req: falcon.Request) -> Iterator[bytes]:
@@ -100,6 +118,20 @@ class Subscribe:
         else:
             self._service.pull(chat, INT64_MAX, 1, False, caller(req), req.context.request_id)
         return _EMPTY_PAGE
+
+
+def _stream_headers(resp: falcon.Response) -> None:
+    resp.content_type = "text/event-stream"
+    resp.set_header("Cache-Control", "no-cache")
+    resp.set_header("X-Accel-Buffering", "no")  # nginx: do not buffer the stream
+
+
+def _refuse(resp: falcon.Response, reason: str, retry_s: int) -> None:
+    """A stream that says why it cannot be served now, and ends; the client
+    reconnects after `retry_s` (see the module's docstring)."""
+    _stream_headers(resp)
+    data = json.dumps({"code": 503, "msg": reason})
+    resp.data = f"retry: {retry_s * 1000}\nevent: unavailable\ndata: {data}\n\n".encode()
 
 
 def _resume_cursor(req: falcon.Request) -> int | None:

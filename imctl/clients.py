@@ -84,7 +84,8 @@ class HttpClient:
 
     def follow(self, chat: str, cursor: int, wait: int) -> Iterator[dict[str, Any]]:
         """The chat's event stream (GET /api/subscribe), resumed with
-        Last-Event-ID whenever it ends (the server stopped, say)."""
+        Last-Event-ID whenever it ends (the server stopped, say, or refused
+        the subscription for now)."""
         last_id = cursor - 1 if cursor else None
         while True:
             headers = {**self._auth, "Accept": "text/event-stream"}
@@ -93,11 +94,16 @@ class HttpClient:
             url = f"{self._base_url}/api/subscribe?{urllib.parse.urlencode({'chat': chat})}"
             try:
                 with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=60) as stream:
+                    named = False  # an event with a type (`unavailable`: refused for now) is not a message
                     for line in stream:
-                        if line.startswith(b"data: "):
+                        if line.startswith(b"event: "):
+                            named = True
+                        elif line.startswith(b"data: ") and not named:
                             message: dict[str, Any] = json.loads(line[6:])
                             last_id = message["send_time"]
                             yield message
+                        elif not line.strip():
+                            named = False
             except urllib.error.HTTPError as e:
                 if e.code != 503:  # 400, 401, 403: reconnecting will not help
                     self._raise(e)

@@ -73,6 +73,10 @@ ensure_valkey() {
     apt_install valkey-server
 }
 
+# Chromium, the browser Playwright drives in the EventSource test (the
+# system's: Playwright downloads none).
+ensure_chromium() { ensure_tool chromium chromium chromium; }
+
 # Node and npm, then the npm packages of postman/ (newman, openapi-to-postmanv2)
 # with `npm ci` from the committed package-lock.json, when it changed.
 ensure_node_packages() {

@@ -13,6 +13,7 @@ ensure_redis
 ensure_thrift_compiler
 ensure_etcd
 ensure_valkey
+ensure_chromium
 ensure_node_packages
 
 log "generated code is up to date (scripts/api-regen.sh, scripts/thrift-check.sh)"

@@ -16,9 +16,10 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
+import requests
 
 from tests.conftest import Api
-from tests.servers import ROOT, HttpServer, Stack
+from tests.servers import ROOT, HttpServer, Stack, wait_until
 
 IMCTL = str(Path(sys.executable).with_name("imctl"))
 ZONE = "Asia/Singapore"  # not the machine's zone (UTC here): proves local time is used
@@ -254,3 +255,32 @@ def test_readme_development_token_works(tmp_path: Path, stack: Stack) -> None:
         assert chat in [c["chat"] for c in json.loads(chats.stdout)["chats"]]
     finally:
         server.stop()
+
+
+def test_tail_waits_out_a_refused_subscription_then_follows(stack: Stack, api: Api, chat: str, tmp_path: Path) -> None:
+    """A subscription refused for now (here: the worker's only stream is
+    taken) is a 200 stream with an `unavailable` event, not a message:
+    imctl tail waits and reconnects until it is served."""
+    http = HttpServer(tmp_path, stack.rpc.port, workers=1, SSE_MAX_STREAMS="1")
+    http.start()
+    tail = None
+    try:
+        held = requests.get(http.url + "/api/subscribe", params={"chat": chat}, stream=True, timeout=30)
+        assert held.status_code == 200
+        argv = [IMCTL, "--url", http.url, "tail", "--chat", chat, "--last", "1", "--wait", "10", "--count", "1"]
+        tail = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+        def refused_twice() -> bool:
+            return http.log().count('"route": "/api/subscribe"') >= 3 or tail.poll() is not None
+
+        wait_until(refused_twice, 30, "imctl to be refused twice (the held stream, then 2 refusals)")
+        assert tail.poll() is None, tail.communicate(timeout=5)  # it did not give up
+        held.close()
+        api.send_ok(chat, "after the refusals", chat.split(":")[0])
+        out, err = tail.communicate(timeout=60)  # exits by itself after --count 1
+        assert tail.returncode == 0, err
+        assert out.decode().split("  ", 1)[1].strip() == f"{chat.split(':')[0]}: after the refusals"
+    finally:
+        if tail is not None:
+            tail.kill()
+        http.stop()

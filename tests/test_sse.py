@@ -104,13 +104,16 @@ def test_bad_subscriptions_are_400_before_any_stream(api: Api, chat: str) -> Non
 
 
 @pytest.mark.parametrize("stream_server", [{"SSE_MAX_STREAMS": "1", "workers": 1}], indirect=True)
-def test_streams_beyond_the_limit_get_503(stream_server: HttpServer) -> None:
+def test_streams_beyond_the_limit_are_refused_with_a_stream_that_says_retry(stream_server: HttpServer) -> None:
+    """Not a 503: a browser's EventSource would never reconnect after it."""
     with _subscribe(stream_server.url, _chat()) as first:
         assert first.status_code == 200
         next(_events(first))  # open
-        second = requests.get(stream_server.url + "/api/subscribe", params={"chat": _chat()}, timeout=10)
-        assert second.status_code == 503 and second.headers["Retry-After"]
-        assert "too many streams" in second.json()["msg"]
+        with _subscribe(stream_server.url, _chat()) as second:
+            assert second.status_code == 200 and second.headers["Content-Type"].startswith("text/event-stream")
+            events = list(_events(second))  # and it ends
+        assert len(events) == 1 and events[0]["event"] == "unavailable" and int(events[0]["retry"]) > 0, events
+        assert json.loads(events[0]["data"]) == {"code": 503, "msg": "too many streams on this server (1); retry"}
 
 
 @pytest.mark.parametrize("stream_server", [{"SSE_ALLOWED_ORIGINS": "https://app.example"}], indirect=True)
@@ -151,6 +154,8 @@ def _reconnecting_subscriber(base_url: str, chat: str, want: int, got: list[int]
                     time.sleep(0.2)
                     continue
                 for event in _events(r):
+                    if event.get("event") == "unavailable":  # refused for now (Redis down): retry later
+                        time.sleep(int(event["retry"]) / 1000)
                     if "id" in event:
                         got.append(int(event["id"]))
                         if len(got) >= want:
@@ -234,22 +239,23 @@ def test_a_thousand_subscribers_get_every_message_once_in_order(stack: Stack, tm
     "stream_server", [{"HTTP_KEEPALIVE_S": "1", "SSE_MAX_STREAMS": "1", "workers": 1}], indirect=True
 )
 def test_a_consumer_that_stops_reading_is_dropped_not_buffered(stream_server: HttpServer) -> None:
-    """With room for one stream, a second one is 503 until the stalled
+    """With room for one stream, a second one is refused until the stalled
     consumer is dropped (its socket write times out): then it opens."""
     chat = _chat()
     with socket.socket() as sock:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # before connecting: a small window
         sock.connect(("127.0.0.1", stream_server.port))
         sock.sendall(f"GET /api/subscribe?chat={chat} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
-        session, text, statuses = requests.Session(), "x" * 4000, []
+        session, text, opened = requests.Session(), "x" * 4000, []
 
         def stalled_stream_dropped() -> bool:
             for _ in range(50):  # 200 KB more that this client never reads
                 body = {"chat": chat, "text": text, "sender": chat[:10]}
                 session.post(stream_server.url + "/api/send", json=body, timeout=10)
             with _subscribe(stream_server.url, _chat()) as other:
-                statuses.append(other.status_code)
-                return other.status_code == 200
+                first = next(_events(other))  # ": stream of …", or a refusal (`unavailable`)
+                opened.append(first.get("comment", "").startswith("stream of"))
+                return opened[-1]
 
         wait_until(stalled_stream_dropped, 60, "the stalled stream to be dropped")
-        assert statuses[0] == 503  # it did hold the only slot, until it was dropped
+        assert opened[0] is False  # it did hold the only slot, until it was dropped

@@ -79,7 +79,7 @@ class Params:
                 return value
         elif isinstance(value, str) and value.lower() in _TRUE | _FALSE:
             return value.lower() in _TRUE
-        raise ApiError(400, f"{name} must be a boolean (true or false)")
+        raise ApiError(400, f"{name} must be a boolean ({'true or false' if self._typed else 'true, false, 1 or 0'})")
 
     def reject_unknown(self, known: Collection[str]) -> None:
         """Query strings and forms are ours alone: an unknown name is a typo
@@ -107,6 +107,12 @@ def read_params(req: falcon.Request, max_body_bytes: int) -> Params:
         return Params(req.params, typed=False)
     media_type = (req.content_type or "").partition(";")[0].strip().lower()
     if media_type == falcon.MEDIA_URLENCODED:
+        if body.lstrip().startswith(b"{"):  # curl -d '{...}' without a Content-Type
+            raise ApiError(
+                400,
+                "the body looks like JSON but was sent as a form (application/x-www-form-urlencoded, "
+                "curl -d's default): send it with the header Content-Type: application/json",
+            )
         return Params(falcon.uri.parse_query_string(_text(body)), typed=False)
     if media_type == falcon.MEDIA_MULTIPART:
         return Params(_multipart_fields(req, body), typed=False)

@@ -597,3 +597,37 @@ def test_unknown_methods_and_routes_count_under_one_label(stack: Stack) -> None:
     assert re.search(r'http_requests_total\{method="other",route="other",status="404"\} [0-9.]+', after), after
     assert re.search(r'http_requests_total\{method="other",route="/api/pull",status="[0-9]+"\}', after), after
     assert "X-" not in after
+
+
+def test_a_body_cut_short_by_the_client_is_not_a_500(stack: Stack, chat: str) -> None:
+    """Content-Length 100, seven bytes, then the client shuts its side: the
+    body can never arrive, and the answer (if the client still reads one) is
+    a 4xx, never a 500; nothing is stored."""
+    with socket.create_connection(("127.0.0.1", stack.http.port), timeout=30) as sock:
+        sock.sendall(
+            b"POST /api/send HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n"
+            b'{"chat"'
+        )
+        sock.shutdown(socket.SHUT_WR)
+        response = b""
+        while chunk := sock.recv(65536):
+            response += chunk
+    status_line = response.split(b"\r\n", 1)[0].decode()
+    assert not status_line or re.match(r"HTTP/1\.1 4\d\d ", status_line), response
+    log = stack.http.log()
+    assert "Traceback" not in log and '"status": 500' not in log, log[-3000:]
+
+
+def test_a_json_body_sent_as_a_form_says_what_to_change(api: Api, chat: str) -> None:
+    """curl -d '{...}' without -H 'Content-Type: application/json' sends
+    application/x-www-form-urlencoded: the answer names the header to add."""
+    body = json.dumps({"chat": chat, "text": "hi", "sender": chat.split(":")[0]})
+    r = api.session.post(
+        api.base_url + "/api/send",
+        data=body,
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+        timeout=10,
+    )
+    assert r.status_code == 400, r.text
+    assert "Content-Type: application/json" in r.json()["msg"], r.text
+    assert api.pull_ok(chat)["messages"] == []

@@ -312,7 +312,7 @@ class Report:
         rate = f", {done / self.seconds:,.0f} messages/s" if self.seconds > 0 and done else ""
 
         def row(label: str, value: object) -> str:
-            return f"  {label + ':':<34}{value}"
+            return f"  {label + ':':<40}{value}"
 
         lines = ["seed migration" + (" (dry run: nothing written)" if self.dry_run else "")]
         lines.append(row("chats found", f"{self.chats_found:,}"))

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -563,3 +564,11 @@ def test_wrapper_script() -> None:
     assert 'source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"' in text
     assert 'exec "$PY" -m rpc_server.migrate_seed "$@"' in text
     subprocess.run(["bash", "-n", str(script)], check=True)
+
+
+@pytest.mark.parametrize("dry_run", [False, True])
+def test_every_summary_line_separates_its_label_from_its_value(dry_run: bool) -> None:
+    """`updated:2` once ran together in the dry run's longest label."""
+    report = migrate_seed.Report(dry_run=dry_run)
+    for line in report.summary().splitlines()[1:]:
+        assert re.fullmatch(r" +[^:]+: +\S.*| +'.*': .*| +\.\.\. .*|  took .*", line), line

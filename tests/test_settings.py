@@ -191,13 +191,17 @@ def test_checks() -> None:
 def _readme_table() -> dict[str, list[tuple[str, str, str]]]:
     """{section: [(variable, flag, range)]} from the README's configuration table."""
     text = (ROOT / "README.md").read_text()
-    table = text.split("\n## Configuration\n", 1)[1].split("\n## ", 1)[0]
+    chapter = text.split("\n## Configuration\n", 1)[1].split("\n## ", 1)[0]
+    header = "| variable | flag | default | range | meaning |"
+    assert chapter.count(header) == 1, f"the chapter has one table headed {header}"
+    rows = []
+    for line in chapter.split(header, 1)[1].splitlines()[2:]:  # after the header's |---| line
+        if not line.startswith("|"):
+            break
+        rows.append(line)
     sections: dict[str, list[tuple[str, str, str]]] = {}
     section = ""
-    rows = [line for line in table.splitlines() if line.startswith("|")]
-    header = [cell.strip() for cell in rows[0].strip("|").split("|")]
-    assert header[:5] == ["variable", "flag", "default", "range", "meaning"], header
-    for line in rows[2:]:
+    for line in rows:
         cells = [cell.strip() for cell in line.strip("|").split("|")]
         bold = re.fullmatch(r"\*\*(.+)\*\*", cells[0])
         if bold:

@@ -7,14 +7,17 @@ start is not a failure."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import certifi
 import pytest
 import requests
 
@@ -128,9 +131,43 @@ def test_rpc_unreadable_or_malformed_redis_settings(tmp_path: Path, workers: int
     _assert_one_line(done, "REDIS_CLUSTER_NODES")
 
 
+def test_a_worker_that_cannot_start_stops_its_supervisor(tmp_path: Path) -> None:
+    """A setting the supervisor found good but its worker cannot use (here a CA
+    file that changed in between: a FIFO giving a CA bundle once, then junk)
+    would fail each worker started in its place: the supervisor exits 2."""
+    fifo = tmp_path / "ca.pem"
+    os.mkfifo(fifo)
+    contents = [Path(certifi.where()).read_bytes()]  # the supervisor's read
+
+    def serve_fifo() -> None:
+        while not done.is_set():
+            with contextlib.suppress(BrokenPipeError), open(fifo, "wb") as f:  # blocks until the next reader
+                f.write(contents.pop(0) if contents else b"not a certificate\n")
+
+    done = threading.Event()
+    writer = threading.Thread(target=serve_fifo, daemon=True)
+    writer.start()
+    try:
+        result = _run(_rpc(free_port(), 2), REDIS_URL="rediss://127.0.0.1:1/0", REDIS_TLS_CA_FILE=str(fifo))
+    finally:
+        done.set()
+        with contextlib.suppress(OSError):  # release the writer if it waits for a reader
+            os.close(os.open(fifo, os.O_RDONLY | os.O_NONBLOCK))
+        writer.join(5)
+    assert result.returncode == 2, result.stderr
+    assert f"rpc_server: REDIS_TLS_CA_FILE {fifo}" in result.stderr  # the worker's line
+    assert "could not start" in result.stderr and "Traceback" not in result.stderr, result.stderr
+
+
 def test_rpc_idl_dir_without_the_idl(tmp_path: Path) -> None:
     done = _run(_rpc(free_port(), 1), IDL_DIR=str(tmp_path))
     _assert_one_line(done, "IDL_DIR", str(tmp_path))
+
+
+@pytest.mark.parametrize("tool", ["rpc_server.sweep", "rpc_server.reindex", "rpc_server.migrate_seed"])
+def test_the_tools_that_read_the_rpc_settings_fail_the_same_way(tool: str) -> None:
+    done = _run([sys.executable, "-m", tool], REDIS_URL="redis://127.0.0.1:1/0", REDIS_POOL_SIZE="0")
+    assert _assert_one_line(done, "REDIS_POOL_SIZE", "'0'", "1..100000").startswith(tool + ": ")
 
 
 @pytest.mark.fault
@@ -175,15 +212,15 @@ def test_a_second_http_server_on_the_same_port_fails(tmp_path: Path, stack: Stac
 @pytest.mark.parametrize(
     ("env", "flags", "words"),
     [
-        ({"HTTP_WORKERS": "0"}, [], ["HTTP_WORKERS", "'0'", "1..1024"]),
+        ({"HTTP_WORKER_CONNECTIONS": "0"}, [], ["HTTP_WORKER_CONNECTIONS", "'0'", "1..1000000"]),
         ({}, ["--keepalive-s", "0"], ["--keepalive-s", "'0'", "1..3600"]),
         ({"RPC_TIMEOUT_MS": "1s"}, [], ["RPC_TIMEOUT_MS", "'1s'", "1..3600000"]),
         ({"AUTH_MODE": "bogus"}, [], ["AUTH_MODE", "'bogus'"]),
         ({"RPC_ADDR": "127.0.0.1"}, [], ["RPC_ADDR", "host:port"]),
-        ({"AUTH_MODE": "jwt", "JWT_PUBLIC_KEY_FILE": "/nonexistent/key.pem"}, [], ["JWT_PUBLIC_KEY_FILE", "cannot read"]),
+        ({"AUTH_MODE": "jwt", "JWT_PUBLIC_KEY_FILE": "/nonexistent.pem"}, [], ["JWT_PUBLIC_KEY_FILE", "cannot read"]),
         ({"LOG_LEVEL": "chatty"}, [], ["LOG_LEVEL", "'chatty'"]),
     ],
-    ids=["workers", "keepalive-flag", "rpc-timeout", "auth-mode", "rpc-addr", "jwt-key", "log-level"],
+    ids=["worker-connections", "keepalive-flag", "rpc-timeout", "auth-mode", "rpc-addr", "jwt-key", "log-level"],
 )
 def test_http_bad_settings(env: dict[str, str], flags: list[str], words: list[str]) -> None:
     done = _run(_http(free_port(), *flags), **env)

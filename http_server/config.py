@@ -3,16 +3,21 @@
 `python -m http_server --flag value` exports the flags as the variables,
 then runs gunicorn, whose workers (and `gunicorn_conf`) read the variables;
 so gunicorn can also be run directly with the same environment.
+
+Every numeric setting has a range, checked at start-up with the rest
+(ConfigError, a settings.StartupError: one line, exit status 2). The README's
+configuration table lists the same names and ranges.
 """
 
 from __future__ import annotations
 
-import argparse
 import os
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING
+
+from settings import Check, OneOf, Range, StartupError, check_host_port, check_url, describe, parse
 
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
@@ -113,12 +118,42 @@ _SOURCES = {
 }
 
 AUTH_MODES = ("none", "header", "jwt")
+LOG_LEVELS = OneOf(("DEBUG", "INFO", "WARNING", "ERROR"), case_sensitive=False)
+
+# field -> the values it may take. Lower bounds: what cannot work (a 0 s
+# keep-alive would make every client socket non-blocking; no worker, no
+# connection); upper bounds: well past any sane value, so that a typo is caught.
+CHECKS: dict[str, Check] = {
+    "port": Range(1, 65535),
+    "workers": Range(1, 1024),
+    "worker_connections": Range(1, 1_000_000),
+    "rpc_refresh_s": Range(0.1, 86400.0),
+    "rpc_eject_s": Range(0.0, 86400.0),
+    "rpc_timeout_ms": Range(1, 3_600_000),
+    "rpc_connect_timeout_ms": Range(1, 600_000),
+    "rpc_pool_size": Range(1, 100_000),
+    "pull_max_wait_s": Range(0, 3600),
+    "rpc_wait_pool_size": Range(1, 1_000_000),
+    "sse_max_streams": Range(0, 1_000_000),
+    "sse_heartbeat_s": Range(1, 3600),
+    "max_body_bytes": Range(1, 1_073_741_824),
+    "keepalive_s": Range(1, 3600),
+    "graceful_timeout_s": Range(0, 3600),
+    "log_level": LOG_LEVELS,
+    "log_requests": Range(0, 1),
+    "auth_mode": OneOf(AUTH_MODES),
+    "jwt_leeway_s": Range(0, 86400),
+    "admin_erase_timeout_s": Range(1, 3600),
+    "header_timeout_s": Range(1, 3600),
+    "body_min_rate": Range(1, 1_073_741_824),  # bytes/s; 0 would divide by zero on every body
+}
+
 JWT_MIN_SECRET_BYTES = 32  # RFC 7518 3.2: an HS256 key at least as long as the hash
 JWT_MIN_RSA_BITS = 2048  # RFC 7518 3.3
 _HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # an HTTP token (RFC 9110 5.1)
 
 
-class ConfigError(ValueError):
+class ConfigError(StartupError, ValueError):
     """A setting that cannot work, reported at start-up rather than on the first request."""
 
 
@@ -130,23 +165,23 @@ class JwtKey:
     key: str | RSAPublicKey
 
 
-def parser(environ: Mapping[str, str] = os.environ) -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m http_server", description="HTTP API server (gunicorn)")
-    for field in fields(Config):
-        env, help_text = _SOURCES[field.name]
-        p.add_argument(
-            "--" + field.name.replace("_", "-"),
-            type=type(field.default),
-            default=environ.get(env, field.default),
-            help=f"{help_text} (${env}, default {field.default})",
-        )
-    return p
+SETTINGS = describe(Config, _SOURCES, CHECKS)
 
 
 def load(argv: Sequence[str] | None = None, environ: Mapping[str, str] = os.environ) -> Config:
-    cfg = Config(**vars(parser(environ).parse_args(argv)))
-    if not (cfg.rpc_dns or cfg.rpc_etcd):
+    """The configuration; StartupError (ConfigError) for a setting that cannot work."""
+    cfg = parse(Config, SETTINGS, "python -m http_server", "HTTP API server (gunicorn)", argv, environ)
+    if cfg.rpc_etcd:
+        check_url("RPC_ETCD", cfg.rpc_etcd)
+    elif cfg.rpc_dns:
+        check_host_port("RPC_DNS", cfg.rpc_dns, "name:port")
+    else:
         parse_addresses(cfg.rpc_addr)  # a bad RPC_ADDR fails at start-up, not on the first request
+    if cfg.rpc_wait_pool_size < cfg.sse_max_streams:
+        raise ConfigError(
+            f"RPC_WAIT_POOL_SIZE ({cfg.rpc_wait_pool_size}) must be at least SSE_MAX_STREAMS"
+            f" ({cfg.sse_max_streams}): each event stream waits on one of its connections"
+        )
     check_auth(cfg)  # so does a bad access-control setting (ConfigError)
     return cfg
 
@@ -211,12 +246,9 @@ def _rs256_public_key(path: str) -> RSAPublicKey:
 
 
 def parse_addresses(addresses: str) -> list[tuple[str, int]]:
-    """ "h1:8888,[::1]:8888" -> [("h1", 8888), ("::1", 8888)]; an empty host is 127.0.0.1."""
-    endpoints = []
-    for address in addresses.split(","):
-        host, _, port = address.strip().rpartition(":")
-        endpoints.append((host.strip("[]") or "127.0.0.1", int(port)))
-    return endpoints
+    """ "h1:8888,[::1]:8888" -> [("h1", 8888), ("::1", 8888)]; an empty host is 127.0.0.1.
+    StartupError (naming RPC_ADDR) for anything else."""
+    return [check_host_port("RPC_ADDR", address, "host:port[,host:port...]") for address in addresses.split(",")]
 
 
 def export(cfg: Config, environ: dict[str, str] | os._Environ[str] = os.environ) -> None:

@@ -1,5 +1,13 @@
 """gunicorn settings for the HTTP server, derived from http_server.config.
 
+Start-up failures: this file runs in gunicorn's master, before anything
+else; a setting that cannot work, or a port that cannot be listened on, is
+one line on stderr and exit status 2 from here (settings.fail), not
+gunicorn's traceback, nor its five one-second retries of a port in use. So
+the master opens the port itself, exclusively (no SO_REUSEPORT: a second
+server on it fails), and hands the socket to gunicorn (`fd://`), whose
+workers inherit it as they would gunicorn's own.
+
 Metrics: prometheus_client's multiprocess mode needs a directory shared by
 the workers, named in PROMETHEUS_MULTIPROC_DIR before any worker imports
 prometheus_client; this file runs in the master, before the fork. It is
@@ -10,15 +18,51 @@ here (none given) is removed when the master exits.
 import atexit
 import os
 import shutil
+import socket as _socket
 import tempfile
+from pathlib import Path as _Path
 from typing import Any
 
+from http_server.config import Config as _Config
 from http_server.config import load as _load_config
 from http_server.logs import json_formatter as _json_formatter
+from settings import StartupError as _StartupError
+from settings import cannot_listen as _cannot_listen
+from settings import fail as _fail
 
-_cfg = _load_config([])
+_BACKLOG = 2048  # gunicorn's default
 
-bind = f"{_cfg.host}:{_cfg.port}"
+
+def _listen(cfg: _Config) -> str:
+    """gunicorn's `bind`: the port, opened here (see the module's docstring)."""
+    if os.environ.get("GUNICORN_FD") or os.environ.get("LISTEN_FDS"):
+        return f"{cfg.host}:{cfg.port}"  # gunicorn was handed its sockets (re-executed, or systemd): it uses those
+    sock = _socket.socket(_socket.AF_INET6 if ":" in cfg.host else _socket.AF_INET, _socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(_socket.SOL_SOCKET, _socket.SO_REUSEADDR, 1)
+        sock.bind((cfg.host, cfg.port))
+        sock.listen(_BACKLOG)
+    except OSError as e:
+        sock.close()
+        raise _StartupError(_cannot_listen("HTTP_HOST", "HTTP_PORT", cfg.host, cfg.port, e)) from None
+    return f"fd://{sock.detach()}"  # gunicorn takes the descriptor over
+
+
+def _check_idl() -> None:
+    """The workers load the RPC IDL; an IDL_DIR without it fails here instead (the
+    idl package itself is not imported in the master: it imports ssl, before gevent's patching)."""
+    directory = os.environ.get("IDL_DIR")
+    if directory and not (_Path(directory) / "idl_rpc.thrift").is_file():
+        raise _StartupError(f"IDL file 'idl_rpc.thrift' not found in {directory} (set IDL_DIR)")
+
+
+try:
+    _cfg = _load_config([])
+    _check_idl()
+    bind = _listen(_cfg)
+except _StartupError as _error:
+    _fail("http_server", _error)
+
 workers = _cfg.workers
 worker_class = "http_server.worker.Worker"  # gevent's pywsgi: many clients, each waiting on an RPC
 worker_connections = _cfg.worker_connections

@@ -1,7 +1,8 @@
 """`python -m rpc_server`: serve IMService over Thrift, storing in Redis.
 
 One process (`--workers 1`), or a supervisor of several sharing the port
-(the default: the CPUs available)."""
+(the default: the CPUs available). A start-up failure (settings.StartupError)
+is one line on stderr and exit status 2."""
 
 from gevent import monkey
 
@@ -13,9 +14,17 @@ import tempfile  # noqa: E402
 
 from rpc_server import config  # noqa: E402
 from rpc_server.cpus import available_cpus  # noqa: E402
+from settings import StartupError, fail  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
+    try:
+        return _start(argv)
+    except StartupError as e:
+        fail("rpc_server", e)
+
+
+def _start(argv: list[str] | None) -> int:
     cfg = config.load(argv)
     workers = cfg.workers or available_cpus()
     if workers > 1:

@@ -1,15 +1,18 @@
 """RPC server configuration: environment variables, each with a matching flag.
 
-A flag wins over its variable, which wins over the default. The README's
-configuration table lists the same names.
+A flag wins over its variable, which wins over the default. Every numeric
+setting has a range, checked at start-up (settings.StartupError: one line,
+exit status 2). The README's configuration table lists the same names and
+ranges.
 """
 
 from __future__ import annotations
 
-import argparse
 import os
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, fields
+
+from settings import Check, OneOf, Range, StartupError, check_host_port, check_url, describe, parse
 
 
 @dataclass(frozen=True)
@@ -17,7 +20,6 @@ class Config:
     host: str = "0.0.0.0"
     port: int = 8888
     workers: int = 0
-    reuse_port: int = 0
     redis_url: str = "redis://127.0.0.1:6379/0"
     redis_cluster_nodes: str = ""
     redis_tls_ca_file: str = ""
@@ -56,7 +58,6 @@ _SOURCES = {
     "host": ("RPC_HOST", "address to listen on"),
     "port": ("RPC_PORT", "port to listen on"),
     "workers": ("RPC_WORKERS", "server processes sharing the port (0: the CPUs available, cgroup quota included)"),
-    "reuse_port": ("RPC_REUSE_PORT", "1: bind with SO_REUSEPORT (set for each of the --workers processes)"),
     "redis_url": ("REDIS_URL", "Redis to store messages in"),
     "redis_cluster_nodes": (
         "REDIS_CLUSTER_NODES",
@@ -100,6 +101,44 @@ _SOURCES = {
 }
 
 
+LOG_LEVELS = OneOf(("DEBUG", "INFO", "WARNING", "ERROR"), case_sensitive=False)
+_PORT = Range(1, 65535)
+
+# field -> the values it may take. Lower bounds: what cannot work (a 0 timeout
+# is a non-blocking socket; WAIT with a 0 timeout blocks for ever; EX 0 is an
+# error); upper bounds: well past any sane value, so that a typo is caught.
+CHECKS: dict[str, Check] = {
+    "port": _PORT,
+    "workers": Range(0, 1024),
+    "redis_timeout_ms": Range(1, 600_000),
+    "redis_pool_size": Range(1, 100_000),
+    "redis_pool_wait_ms": Range(0, 600_000),
+    "redis_pipeline_lanes": Range(0, 64),
+    "redis_wait_replicas": Range(0, 100),
+    "redis_wait_timeout_ms": Range(1, 600_000),
+    "max_text_chars": Range(1, 1_000_000),
+    "max_pull_limit": Range(1, 10_000),
+    "pull_max_wait_ms": Range(0, 3_600_000),
+    "max_waiters": Range(0, 1_000_000),
+    "idempotency_ttl_s": Range(1, 31_536_000),  # a year
+    "retention_max_age_s": Range(0, 3_153_600_000),  # a century; in microseconds still exact in a Lua double
+    "retention_max_messages": Range(0, 1_000_000_000),
+    "max_connections": Range(1, 1_000_000),
+    "idle_timeout_s": Range(0.1, 86400.0),
+    "message_timeout_s": Range(0.1, 3600.0),
+    "max_message_bytes": Range(1024, 67_108_864),
+    "shutdown_grace_s": Range(0.0, 3600.0),
+    "rate_limit_per_s": Range(0.0, 1_000_000.0),
+    "rate_limit_burst": Range(1, 1_000_000),
+    "metrics_port": Range(0, 65535),
+    "etcd_lease_ttl_s": Range(1, 86400),
+    "log_level": LOG_LEVELS,
+    "log_requests": Range(0, 1),
+}
+
+SETTINGS = describe(Config, _SOURCES, CHECKS)
+
+
 def environment(cfg: Config) -> dict[str, str]:
     """`cfg` as the environment variables that load() reads back."""
     return {_SOURCES[f.name][0]: str(getattr(cfg, f.name)) for f in fields(Config)}
@@ -124,23 +163,19 @@ def load(
     description: str = "IMService Thrift server",
     shown: Collection[str] | None = None,
 ) -> Config:
-    """The settings from `argv` and `environ`. A tool that reads the server's
-    settings (sweep, reindex) passes its own `prog` and `description`, and in
-    `shown` the settings it uses: only those appear in its --help. It still
-    accepts every flag, so a server's command line can be reused as it is."""
-    parser = argparse.ArgumentParser(
-        prog=prog,
-        description=description,
-        epilog=None if shown is None else "Every other flag of `python -m rpc_server` is accepted and ignored.",
-    )
-    for field in fields(Config):
-        env, help_text = _SOURCES[field.name]
-        parser.add_argument(
-            "--" + field.name.replace("_", "-"),
-            type=type(field.default),
-            default=environ.get(env, field.default),
-            help=f"{help_text} (${env}, default {field.default})"
-            if shown is None or field.name in shown
-            else argparse.SUPPRESS,
+    """The configuration; StartupError for a setting that cannot work. A tool
+    that reads the server's settings (sweep, reindex) passes its own `prog`
+    and `description`, and in `shown` the settings it uses: only those appear
+    in its --help. It still accepts every flag, so a server's command line can
+    be reused as it is."""
+    epilog = None if shown is None else "Every other flag of `python -m rpc_server` is accepted and ignored."
+    cfg = parse(Config, SETTINGS, prog, description, argv, environ, shown, epilog)
+    if cfg.metrics_port == cfg.port:
+        raise StartupError(
+            f"RPC_METRICS_PORT must differ from RPC_PORT (both {cfg.port}): set another port, or 0 for no metrics"
         )
-    return Config(**vars(parser.parse_args(argv)))
+    if cfg.etcd_endpoints:
+        check_url("ETCD_ENDPOINTS", cfg.etcd_endpoints)
+    if cfg.advertise_addr:
+        check_host_port("RPC_ADVERTISE_ADDR", cfg.advertise_addr)
+    return cfg

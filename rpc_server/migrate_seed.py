@@ -68,6 +68,7 @@ from rpc_server.chat_id import Chat, canonical_member, parse_chat
 from rpc_server.errors import InvalidArgument
 from rpc_server.redis_client import connect, redacted
 from rpc_server.store import KEY_PREFIX, LuaScript, stream_key, user_chats_key
+from settings import StartupError, fail
 
 US_PER_S = 1_000_000
 # The largest timestamp whose send_times (and their position) fit in an int64 (Thrift's i64).
@@ -640,4 +641,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except StartupError as e:  # a setting out of range: one line, exit status 2, as the servers do
+        fail("rpc_server.migrate_seed", e)

@@ -19,6 +19,7 @@ from rpc_server import config  # noqa: E402
 from rpc_server.conversations import Conversations  # noqa: E402
 from rpc_server.redis_client import connect  # noqa: E402
 from rpc_server.store import MessageStore  # noqa: E402
+from settings import StartupError, fail  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -35,4 +36,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except StartupError as e:  # a setting out of range: one line, exit status 2, as the servers do
+        fail("rpc_server.reindex", e)

@@ -47,21 +47,19 @@ class ThriftServer:
         self,
         rpc: Any,
         handler: object,
-        host: str,
-        port: int,
+        listener: socket.socket,
         max_connections: int,
         idle_timeout_s: float,
         message_timeout_s: float,
         limits: Limits,
-        reuse_port: bool = False,
     ) -> None:
+        """`listener`: a listening socket (rpc_server.listening)."""
         self._processor = TProcessor(rpc.IMService, handler)
         self._idle_timeout_s = idle_timeout_s
         self._message_timeout_s = message_timeout_s
         self._limits = limits
         self._readers: dict[socket.socket, MessageReader] = {}
         self._stopping = False
-        listener = _listen(host, port, reuse_port)
         self._server = StreamServer(listener, self._serve_connection, spawn=Pool(max_connections))
 
     @property
@@ -125,19 +123,6 @@ class ThriftServer:
     def _refuse(self, peer: tuple[str, int], reason: str, why: str) -> None:
         REFUSED.labels(reason).inc()
         log.warning("closing connection from %s: %s", _fmt(peer), why)
-
-
-def _listen(host: str, port: int, reuse_port: bool) -> socket.socket:
-    """The listening socket; with `reuse_port`, one of several processes'
-    sockets on the same port (SO_REUSEPORT), between which the kernel
-    spreads new connections."""
-    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    if reuse_port:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-    sock.bind((host, port))
-    sock.listen(1024)
-    return sock
 
 
 def _end_reading(sock: socket.socket) -> None:

@@ -1,17 +1,30 @@
 """One server process: Redis client, store, service and Thrift server wired
-together, serving until SIGTERM/SIGINT, then stopping gracefully."""
+together, serving until SIGTERM/SIGINT, then stopping gracefully.
+
+What keeps it from starting (the port or the metrics port in use, a file
+that cannot be read, a malformed Redis setting) is a StartupError, raised
+before it serves anything: one line naming what to change (exit status 2,
+rpc_server.__main__). Redis down at start is not one: the server starts and
+answers 503 until it is back. Nor is a Redis Cluster that cannot be reached,
+whose client needs the slot map before anything: the server waits for it.
+"""
 
 from __future__ import annotations
 
 import logging
 import os
 import signal
+from types import ModuleType
 
 import gevent
+import redis
 from gevent.event import Event
+from redis.exceptions import RedisClusterException
+from thriftpy2.parser.exc import ThriftParserError
 
 import idl
 from rpc_server.config import Config
+from rpc_server.listening import inherited_listener, open_listeners
 from rpc_server.message_check import Limits
 from rpc_server.notifier import Notifier
 from rpc_server.observability import serve_metrics
@@ -20,13 +33,27 @@ from rpc_server.registry import EtcdRegistration, advertised_address
 from rpc_server.server import ThriftServer
 from rpc_server.service import IMService
 from rpc_server.store import MessageStore
+from settings import StartupError, cannot_listen
 
 log = logging.getLogger("rpc_server")
 
+CLUSTER_RETRY_S = 2.0
+
 
 def serve(cfg: Config) -> int:
-    rpc = idl.load_rpc()
-    client = connect(cfg)
+    rpc = load_idl()
+    start_metrics(cfg.host, cfg.metrics_port)  # first: an open Thrift port means (nearly) started
+    listener = inherited_listener() or open_listeners(cfg.host, cfg.port, 1)[0]
+    # Before serving: a SIGTERM that arrived while calls were already in flight
+    # would otherwise kill the process with them (found by a test).
+    stopping = Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        gevent.signal_handler(sig, stopping.set)
+    client = open_storage(cfg)
+    while client is None:  # a Redis Cluster that cannot be reached yet
+        if stopping.wait(CLUSTER_RETRY_S):
+            return 0
+        client = open_storage(cfg)
     store = MessageStore(
         client,
         cfg.idempotency_ttl_s,
@@ -44,22 +71,8 @@ def serve(cfg: Config) -> int:
     )
     limits = Limits(max_bytes=cfg.max_message_bytes, max_string=cfg.max_message_bytes)
     server = ThriftServer(
-        rpc,
-        service,
-        cfg.host,
-        cfg.port,
-        cfg.max_connections,
-        cfg.idle_timeout_s,
-        cfg.message_timeout_s,
-        limits,
-        reuse_port=bool(cfg.reuse_port),
+        rpc, service, listener, cfg.max_connections, cfg.idle_timeout_s, cfg.message_timeout_s, limits
     )
-    # Before serving: a SIGTERM that arrived while calls were already in flight
-    # would otherwise kill the process with them (found by a test).
-    stopping = Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        gevent.signal_handler(sig, stopping.set)
-    serve_metrics(cfg.host, cfg.metrics_port)  # first: an open Thrift port means fully started
     server.start()
     log.info(
         "IMService listening on %s:%d (Redis %s, metrics :%d)",
@@ -85,6 +98,53 @@ def serve(cfg: Config) -> int:
     server.stop(cfg.shutdown_grace_s)
     log.info("stopped")
     return 0
+
+
+def load_idl() -> ModuleType:
+    """The RPC IDL; StartupError if it cannot be read."""
+    try:
+        return idl.load_rpc()
+    except FileNotFoundError as e:
+        raise StartupError(str(e)) from None
+    except ThriftParserError as e:
+        raise StartupError(f"idl_rpc.thrift (IDL_DIR): {e}") from None
+
+
+def start_metrics(host: str, port: int) -> None:
+    """/metrics on `port` (0: none); StartupError if it cannot listen there."""
+    try:
+        serve_metrics(host, port)
+    except OSError as e:
+        raise StartupError(cannot_listen("RPC_HOST", "RPC_METRICS_PORT", host, port, e)) from None
+
+
+def open_storage(cfg: Config) -> redis.Redis | None:
+    """The Redis client `cfg` describes: StartupError for a malformed setting
+    or a CA file that cannot be read; None, with a warning, for a Redis
+    Cluster that cannot be reached (its client asks for the slot map at once;
+    a single Redis's connects on first use)."""
+    try:
+        return connect(cfg)
+    except ValueError as e:  # connect's malformed settings; the message holds no credentials
+        raise StartupError(str(e)) from None
+    except (redis.RedisError, RedisClusterException) as e:
+        log.warning(
+            "Redis Cluster not reachable yet (%s: %s); trying again every %.0f s before serving",
+            type(e).__name__,
+            e,
+            CLUSTER_RETRY_S,
+        )
+        return None
+
+
+def check_startup(cfg: Config) -> None:
+    """What a worker checks as it starts, checked once by its supervisor
+    before starting any: a bad setting is then the supervisor's one line,
+    not a worker that fails again each time it is replaced."""
+    load_idl()
+    client = open_storage(cfg)
+    if client is not None:
+        client.close()
 
 
 def register(cfg: Config) -> EtcdRegistration | None:

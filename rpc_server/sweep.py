@@ -21,6 +21,7 @@ from rpc_server import config  # noqa: E402
 from rpc_server.errors import StorageUnavailable  # noqa: E402
 from rpc_server.redis_client import connect  # noqa: E402
 from rpc_server.store import KEY_PREFIX, MessageStore, chat_of_key  # noqa: E402
+from settings import StartupError, fail  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -59,4 +60,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except StartupError as e:  # a setting out of range: one line, exit status 2, as the servers do
+        fail("rpc_server.sweep", e)

@@ -1,4 +1,5 @@
-"""`rpc_server --workers N`: N processes on one port (SO_REUSEPORT) under a
+"""`rpc_server --workers N`: N processes on one port (opened by the
+supervisor, a SO_REUSEPORT group of its own: tests/test_startup.py) under a
 supervisor that replaces a dead worker, stops them all gracefully, serves
 their summed metrics, and leaves no orphan when killed itself."""
 
@@ -28,7 +29,7 @@ def two_workers(tmp_path: Path, stack: Stack) -> Iterator[RpcServer]:
     server.start()
     try:
         wait_until(lambda: len(_workers(server.pid)) == 2, 60, "two workers")
-        # Each worker binds the port itself: until both have, the kernel gives every connection to one.
+        # The supervisor opened a socket for each: until a worker serves on its own, connections wait there.
         wait_until(lambda: server.log().count("IMService listening on") == 2, 60, "both workers listening")
         yield server
     finally:

@@ -25,6 +25,7 @@ import falcon
 from falcon.media import MultipartFormHandler
 
 from http_server.errors import ApiError
+from http_server.slow_clients import BodyTimeout
 
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 # An int64 has at most 19 digits; longer strings (even with leading zeros)
@@ -141,6 +142,8 @@ def _read_body(req: falcon.Request, max_body_bytes: int) -> bytes:
         # Chunked: there is no Content-Length, so read the raw stream (Falcon's bounded_stream would read nothing).
         stream = req.stream if coding else req.bounded_stream
         body: bytes = stream.read(max_body_bytes + 1)
+    except BodyTimeout:  # too slow to arrive, not malformed: 408 (http_server.app)
+        raise
     except OSError as e:  # gevent's chunk decoder: a malformed chunk, or the client gone mid-body
         raise ApiError(400, f"malformed chunked body: {e}", close=True) from None
     if len(body) > max_body_bytes:

@@ -28,17 +28,24 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 @pytest.hookimpl(tryfirst=True)  # before -k and -m: the check is about the whole collection
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """--fast leaves out the slow tests, and in a whole-suite run refuses to
-    leave a file with none. Then the slow tests go first (a stable sort), so
+    """--fast leaves out the slow tests and runs each other test function with
+    its first parameters only; in a whole-suite run it refuses to leave a file
+    with no test. Then the slow tests go first (a stable sort), so
     that under pytest-xdist the longest files start at once instead of ending
     the run alone."""
     if config.getoption("--fast"):
         files = {item.path for item in items}
-        kept = [item for item in items if item.get_closest_marker("slow") is None]
+        kept, seen = [], set()
+        for item in items:  # each test function once: its first parameters only
+            function = (item.path, getattr(item, "originalname", item.name))
+            if item.get_closest_marker("slow") is None and function not in seen:
+                seen.add(function)
+                kept.append(item)
         left_out = sorted(str(path.name) for path in files - {item.path for item in kept})
         if left_out and config.args_source == pytest.Config.ArgsSource.TESTPATHS:
             raise pytest.UsageError(f"--fast would run no test of {', '.join(left_out)}: mark fewer of them slow")
-        config.hook.pytest_deselected(items=[item for item in items if item.get_closest_marker("slow")])
+        kept_ids = {id(item) for item in kept}
+        config.hook.pytest_deselected(items=[item for item in items if id(item) not in kept_ids])
         items[:] = kept
     items.sort(key=lambda item: item.get_closest_marker("slow") is None)
 

@@ -257,6 +257,7 @@ def test_readme_development_token_works(tmp_path: Path, stack: Stack) -> None:
         server.stop()
 
 
+@pytest.mark.slow
 def test_tail_waits_out_a_refused_subscription_then_follows(stack: Stack, api: Api, chat: str, tmp_path: Path) -> None:
     """A subscription refused for now (here: the worker's only stream is
     taken) is a 200 stream with an `unavailable` event, not a message:

@@ -43,6 +43,7 @@ def test_an_error_reply_goes_to_its_own_caller_only(stack: Stack) -> None:
     assert isinstance(bad.exception, redis.ResponseError) and "WRONGTYPE" in str(bad.exception)
 
 
+@pytest.mark.slow
 def test_a_connection_failure_fails_every_caller_of_the_batch() -> None:
     client = redis.Redis(port=free_port(), socket_connect_timeout=0.5)
     auto = AutoPipeline(client, lanes=1)

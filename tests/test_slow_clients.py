@@ -164,6 +164,7 @@ def test_a_request_head_sent_in_pieces_within_its_deadline_is_served(slow_server
     assert response.startswith(b"HTTP/1.1 200 "), response
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["head", "body"])
 def test_a_normal_client_is_served_while_500_slow_clients_are_connected(slow_server: HttpServer, kind: str) -> None:
     head = _HEAD if kind == "head" else _body_head(2000) + b'{"chat": "a:b", "sender": "a", "text": "'
@@ -180,6 +181,7 @@ def test_a_normal_client_is_served_while_500_slow_clients_are_connected(slow_ser
         _wait_all_closed(clients, 90, f"client trickling a {kind}")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("slow_server", [{"HTTP_WORKER_CONNECTIONS": "20"}], indirect=True)
 def test_a_worker_filled_with_slow_clients_serves_again(slow_server: HttpServer) -> None:
     """20 trickling heads take all of a worker's 20 connections: a new client

@@ -61,6 +61,7 @@ def stream_server(stack: Stack, tmp_path: Path, request: pytest.FixtureRequest) 
         server.stop()
 
 
+@pytest.mark.slow
 def test_a_subscriber_gets_the_backlog_then_each_new_message_once(api: Api, chat: str) -> None:
     a, b = chat.split(":")
     old = [api.send_ok(chat, f"old {i}", a) for i in range(3)]

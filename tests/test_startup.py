@@ -170,6 +170,7 @@ def test_the_tools_that_read_the_rpc_settings_fail_the_same_way(tool: str) -> No
     assert _assert_one_line(done, "REDIS_POOL_SIZE", "'0'", "1..100000").startswith(tool + ": ")
 
 
+@pytest.mark.slow
 @pytest.mark.fault
 def test_rpc_server_waits_for_a_redis_cluster_that_is_down_at_start(tmp_path: Path, rpc: Any) -> None:
     """Not a start-up failure: the server waits for the cluster, then serves."""

@@ -64,13 +64,13 @@ VENV = Path(sys.prefix)
 @dataclass(frozen=True)
 class Except:
     doc: str
-    match: str  # a substring of exactly one command of the doc
+    match: str  # the commands (comments aside) this is, or else the one command containing it
     reason: str
 
 
 EXCEPTED = [
-    Except("README.md", "scripts/run.sh # start", "run.sh binds the documented ports: tests/test_run_sh.py drives it"),
-    Except("README.md", "scripts/test.sh # run", "the test suite: this test is part of it"),
+    Except("README.md", "scripts/run.sh", "run.sh binds the documented ports: tests/test_run_sh.py drives it"),
+    Except("README.md", "scripts/test.sh", "the test suite: this test is part of it"),
     Except("README.md", "HTTP_PORT=8081 scripts/run.sh", "run.sh on other ports: tests/test_run_sh.py drives run.sh"),
     Except(
         "README.md",
@@ -85,32 +85,24 @@ EXCEPTED = [
     Except("README.md", "go install github.com/cloudwego/thriftgo", "installs Go tools from the network; no Go here"),
     Except("README.md", "go install github.com/cloudwego/kitex", "installs Go tools from the network; no Go here"),
     Except("README.md", 'kitex -module "<your Go module>"', "Kitex's code generator (Go), for `<your Go module>`"),
-    Except("README.md", "scripts/bench.sh # ~3", "the full benchmark (~3 minutes, rewrites bench/results/)"),
+    Except("README.md", "scripts/bench.sh", "the full benchmark (~3 minutes, rewrites bench/results/)"),
     Except(
         "README.md",
         "scripts/bench.sh --quick",
         "the benchmark, even --quick, takes ~2 minutes; its logic is tests/test_bench_logic.py",
     ),
-    Except("README.md", "scripts/bench.sh # the real", "the full benchmark"),
     Except("README.md", "scripts/test.sh --fast -x -k nothing_matches_this", "the test suite: this test is part of it"),
     Except("docs/operations.md", "docker compose exec -T redis", "needs Docker (no engine here)"),
     Except("docs/operations.md", "kubectl exec redis-0", "needs a Kubernetes cluster"),
     Except(
         "docs/operations.md",
-        "scripts/run.sh # or:",
-        "run.sh is driven by tests/test_run_sh.py; the test starts its own Redis on the restored files instead "
-        "(the comment's alternative) and checks that the chats are back",
-    ),
-    Except(
-        "docs/operations.md",
         "scripts/run.sh",
-        "run.sh is driven by tests/test_run_sh.py; the test restarts its own Redis on the restored files instead "
-        "and checks that the chats are back",
+        "run.sh is driven by tests/test_run_sh.py; after each restore the test starts its own Redis on the "
+        "restored files instead (the comment's alternative) and checks that the chats are back",
     ),
     Except("docs/operations.md", "redis-cli -h <any node> CLUSTER NODES", "a Redis Cluster's `<any node>`"),
     Except("docs/operations.md", "redis-cli -h <master>", "a Redis Cluster's `<master>`"),
     Except("docs/operations.md", "backups/shard-<master ID>.tar.gz", "runs on a cluster node (`/data`, `<master ID>`)"),
-    Except("docs/operations.md", "redis-cli --cluster check <any node>:6379 #", "a Redis Cluster's `<any node>`"),
     Except("docs/operations.md", "redis-cli --cluster call <any node>", "a Redis Cluster's `<any node>`"),
     Except("docs/operations.md", "redis-cli --cluster add-node", "a Redis Cluster's `<new node>`, `<any node>`"),
     Except("docs/operations.md", "redis-cli --cluster rebalance", "a Redis Cluster's `<any node>`"),
@@ -161,6 +153,8 @@ class How:
     after: Hook | None = None  # runs after the command's block
     replace: Callable[[str], str] | None = None
     stream: str | None = None  # a command that does not end: read until a line matches this, then stop it
+    comment_is_output: bool = False  # the trailing comment shows a line of output (digits any, `…` anything)
+    answer_as: str | None = None  # stdout is JSON with the keys of the answer the doc shows under this command
     ports: dict[int, str] = field(default_factory=dict)  # in this command's block: documented port -> role
 
 
@@ -188,30 +182,6 @@ def lines(pattern: str, including: str | None = None, extra: str = r"-- more: --
         elif including and not any(including in line for line in shown):
             problems.append(f"expected a line containing {including!r}")
         return problems
-
-    return check
-
-
-def json_keys_as(doc: str, match: str) -> Check:
-    """stdout is JSON with the keys of the answer the doc shows under the command `match`."""
-
-    def check(world: World, got: Outcome) -> list[str]:
-        [command] = [c for c in all_commands(doc) if match in c.text]
-        documented = command.output_lines()
-        assert documented, f"{command.where()} shows no answer"
-        return compare_json(documented_json(documented), got.out)
-
-    return check
-
-
-def shaped(documented: str) -> Check:
-    """stdout's line has the shape of the documented one (digits any, `…` anything)."""
-
-    def check(world: World, got: Outcome) -> list[str]:
-        pattern = shape(documented)
-        if any(pattern.fullmatch(line) for line in got.out.splitlines()):
-            return []
-        return [f"expected a line shaped like {documented!r} (/{pattern.pattern}/)"]
 
     return check
 
@@ -311,13 +281,13 @@ HOW = [
         "README.md",
         "curl 'localhost:8080/api/pull?chat=a1:a2&cursor=0&limit=2&reverse=true'",
         "`# same, as a query`: the answer of the JSON-body pull above",
-        check=json_keys_as("README.md", "curl -X GET 'localhost:8080/api/pull'"),
+        answer_as="curl -X GET 'localhost:8080/api/pull'",
     ),
     How(
         "README.md",
         "imctl send --chat a:b --sender a --text hi",
         "the comment is the output",
-        check=shaped("sent at 2026-11-26 14:34:33.121 +0800 (send_time …)"),
+        comment_is_output=True,
     ),
     How("README.md", "imctl pull --chat a:b --reverse", "one line a message", check=lines(MESSAGE_LINE, "a: hi")),
     How(
@@ -331,7 +301,7 @@ HOW = [
         "README.md",
         "imctl --json pull --chat a:b",
         "the API's raw JSON",
-        check=json_keys_as("README.md", "curl -X GET 'localhost:8080/api/pull'"),
+        answer_as="curl -X GET 'localhost:8080/api/pull'",
     ),
     How("README.md", "imctl --rpc pull --chat a:b", "message lines", check=lines(MESSAGE_LINE, "a: hi")),
     How(
@@ -377,20 +347,18 @@ HOW = [
     How(
         "docs/operations.md",
         "tar -C var/redis -xzf backups/im-aof-20261127-031000.tar.gz",
-        "the prose: stop Redis first; the backup's made-up name is the newest backup",
+        "the prose: stop Redis first; the backup's made-up name is the newest backup; then, in place of "
+        "run.sh, Redis on the restored files",
         before=before_aof_restore,
-    ),
-    How(
-        "docs/operations.md",
-        "scripts/run.sh # or:",
-        "Redis on the restored files",
         after=restart_redis_and_find_the_chats,
     ),
     How(
         "docs/operations.md",
         "cp backups/im-20261127-031000.rdb var/redis/dump.rdb",
-        "the prose: stop Redis first; the snapshot's made-up name is the newest snapshot",
+        "the prose: stop Redis first; the snapshot's made-up name is the newest snapshot; then, in place of "
+        "run.sh, Redis on the restored files",
         before=before_rdb_restore,
+        after=restart_redis_and_find_the_chats,
     ),
     How(
         "docs/operations.md", "redis-cli -p 6379 DBSIZE # the snapshot", "the snapshot's keys", check=lines(r"[1-9]\d*")
@@ -400,12 +368,6 @@ HOW = [
         "grep -E '^aof_(enabled|last_bgrewrite_status)'",
         "# 1, ok",
         check=contains("aof_enabled:1", "aof_last_bgrewrite_status:ok"),
-    ),
-    How(
-        "docs/operations.md",
-        "scripts/run.sh",
-        "Redis on the restored files",
-        after=restart_redis_and_find_the_chats,
     ),
     How("docs/operations.md", "diff before.txt restored.txt", "the drill's verdict", check=contains("identical")),
     How(
@@ -455,27 +417,42 @@ def all_commands(doc: str) -> list[Command]:
     return [c for b in shell_blocks(doc) for c in block_commands(b)]
 
 
+def loose(text: str) -> str:
+    return " ".join(text.split())
+
+
+def the_commands(doc: str, match: str) -> list[Command]:
+    """The commands of `doc` that are `match` (comments aside), or else that
+    contain it; white space compared loosely, so that re-aligned comments
+    still match."""
+    found = all_commands(doc)
+    return [c for c in found if loose(c.code) == loose(match)] or [c for c in found if loose(match) in loose(c.text)]
+
+
 def the_command(doc: str, match: str) -> Command:
-    """The one command of `doc` whose text is `match`, or else contains it
-    (white space compared loosely, so that re-aligned comments still match)."""
-    loose = " ".join(match.split())
-    texts = [(c, " ".join(c.text.split())) for c in all_commands(doc)]
-    found = [c for c, text in texts if text == loose] or [c for c, text in texts if loose in text]
+    found = the_commands(doc, match)
     if len(found) != 1:
         where = ", ".join(c.where() for c in found)
         raise LookupError(f"{doc}: {match!r} matches {len(found)} commands{' (' + where + ')' if where else ''}")
     return found[0]
 
 
+def matches(entry: Except | How, command: Command) -> bool:
+    """Whether a table's entry is about this command. An exception may cover
+    several commands; an adjustment is about exactly one (or else none:
+    test_tables_match_the_docs says so)."""
+    if entry.doc != command.block.doc:
+        return False
+    found = the_commands(entry.doc, entry.match)
+    return command in found if isinstance(entry, Except) else found == [command]
+
+
 def excepted(command: Command) -> Except | None:
-    for e in EXCEPTED:
-        if e.doc == command.block.doc and the_command(e.doc, e.match) is command:
-            return e
-    return None
+    return next((e for e in EXCEPTED if matches(e, command)), None)
 
 
 def hows(command: Command) -> list[How]:
-    return [h for h in HOW if h.doc == command.block.doc and the_command(h.doc, h.match) is command]
+    return [h for h in HOW if matches(h, command)]
 
 
 DOCS = markdown_files(ROOT)
@@ -499,14 +476,23 @@ def test_tables_match_the_docs() -> None:
                     commands(block)
                 except ValueError as e:
                     problems.append(str(e))
-    for entry in [*EXCEPTED, *HOW]:
+    for exception in EXCEPTED:
+        if not the_commands(exception.doc, exception.match):
+            problems.append(f"EXCEPTED: {exception.match!r} matches no command of {exception.doc}")
+    for how in HOW:
         try:
-            command = the_command(entry.doc, entry.match)
+            command = the_command(how.doc, how.match)
         except LookupError as e:
-            problems.append(f"{type(entry).__name__} table: {e}")
+            problems.append(f"HOW: {e}")
             continue
-        if isinstance(entry, How) and excepted(command) and (entry.check or entry.replace or entry.stream):
+        if excepted(command) and (how.check or how.replace or how.stream or how.comment_is_output or how.answer_as):
             problems.append(f"{command.where()}: excepted, yet checked or rewritten in HOW")
+        if how.answer_as:
+            try:
+                if not documented_answer(the_command(how.doc, how.answer_as))[1]:
+                    problems.append(f"HOW: {how.answer_as!r} shows no answer to compare {command.where()} with")
+            except LookupError as e:
+                problems.append(f"HOW: answer_as: {e}")
     run = [c.text for d in DOCS for c in all_commands(d) if not excepted(c)]
     for placeholder in PLACEHOLDERS:
         if not any(placeholder in text for text in run):
@@ -618,28 +604,71 @@ def environment(world: World, ports: dict[int, int]) -> dict[str, str]:
     return env
 
 
+STATUS = re.compile(r"(?:HTTP(?:/[\d.]+)? )?([1-5]\d\d)(?: +|$)(?=\{|$)")
+
+
+def documented_answer(command: Command) -> tuple[int | None, list[str]]:
+    """(status, the rest) of what the doc shows a command answers: the lines
+    under it, or else a JSON trailing comment; `400 {…}` or `HTTP 400 {…}`
+    gives the status, and so does a JSON error body's `code`."""
+    shown = command.output_lines() or [c for c in command.comments if STATUS.match(c) or c.startswith("{")][:1]
+    if not shown:
+        return None, []
+    status = STATUS.match(shown[0])
+    if status:
+        shown = [shown[0][status.end() :], *shown[1:]]
+    if not status and shown[0].startswith("{"):
+        try:
+            body = documented_json(shown)
+        except ValueError:
+            body = None
+        if isinstance(body, dict) and isinstance(body.get("code"), int) and "msg" in body and body["code"] >= 400:
+            return body["code"], shown
+    return (int(status.group(1)) if status else None), [line for line in shown if line or len(shown) > 1]
+
+
 def problems_of(world: World, command: Command, code: str, got: Outcome) -> list[str]:
     if got.rc is None:
         return ["it did not run: the block stopped or timed out before it"]
     problems = [] if got.rc == 0 else [f"expected exit 0, got {got.rc}"]
-    problems += [f"expected an HTTP 2xx, got {s or 'no answer'}" for s in got.statuses if not s or s // 100 != 2]
-    shown = command.output_lines()
+    status, shown = documented_answer(command)
+    for real in got.statuses:
+        if status and real != status:
+            problems.append(f"expected HTTP {status} (as the doc shows), got {real or 'no answer'}")
+        elif not status and (not real or real // 100 != 2):
+            problems.append(f"expected an HTTP 2xx, got {real or 'no answer'}")
     if shown:
         problems += output_differences(shown, got.out)
     for comment in command.comments:
-        if comment.startswith("{"):
-            problems += compare_json(documented_json([comment]), got.out)
+        if comment.startswith("{") or STATUS.match(comment):
+            continue  # an answer, compared above
         problems += [f"expected {s!r} (the doc's comment)" for s in re.findall(r'"([^"]+)"', comment)
-                     if not comment.startswith("{") and s not in got.out + got.err]  # fmt: skip
+                     if s not in got.out + got.err]  # fmt: skip
     for how in hows(command):
         if how.check:
             problems += how.check(world, got)
+        if how.answer_as:
+            try:
+                answer = documented_answer(the_command(how.doc, how.answer_as))[1]
+                problems += compare_json(documented_json(answer), got.out)
+            except (LookupError, ValueError) as e:
+                problems.append(f"HOW answer_as: {e}")
+        if how.comment_is_output:
+            problems += [f"expected a line shaped like {c!r} (the doc's comment)" for c in command.comments
+                         if not any(shape(c).fullmatch(line) for line in got.out.splitlines())]  # fmt: skip
     return problems
 
 
 def output_differences(shown: list[str], out: str) -> list[str]:
     """The doc's output under a command: a JSON answer (by keys), or lines
     (each by its shape; a `data: {…}` line by its JSON keys)."""
+    try:
+        return output_differences_of(shown, out)
+    except ValueError as e:  # the doc's JSON itself
+        return [f"the doc's JSON answer {' '.join(shown)[:200]!r} is not JSON (… for any value): {e}"]
+
+
+def output_differences_of(shown: list[str], out: str) -> list[str]:
     if shown[0].startswith("{"):
         return compare_json(documented_json(shown), out)
     real = out.splitlines()
@@ -652,7 +681,7 @@ def output_differences(shown: list[str], out: str) -> list[str]:
             if not values:
                 problems.append(f"expected a line {name}: {{…}}, got none")
             else:
-                problems += compare_json(json.loads(documented), values[0])
+                problems += compare_json(documented_json([documented]), values[0])
         elif not any(shape(line).fullmatch(r) for r in real):
             problems.append(f"expected a line shaped like {line!r}")
     return problems
@@ -681,6 +710,9 @@ def stop_background(pids: list[tuple[int, int]]) -> None:
                     os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
+
+
+BLOCK_TIMEOUT_S = 300  # a whole block, generous: the machine may be busy
 
 
 def run_block(world: World, block: Block, background: list[tuple[int, int]]) -> list[str]:
@@ -713,15 +745,21 @@ def run_block(world: World, block: Block, background: list[tuple[int, int]]) -> 
             start_new_session=True,
         )
         try:
-            bash.wait(300)
+            bash.wait(BLOCK_TIMEOUT_S)
+            timed_out = False
         except subprocess.TimeoutExpired:
             os.killpg(bash.pid, signal.SIGKILL)
             bash.wait()
+            timed_out = True
     pids = (out_dir / "background.pids").read_text().split() if (out_dir / "background.pids").exists() else []
     background += [(int(pid), bash.pid) for pid in pids]
     problems = []
-    for step, got in zip(steps, outcomes(steps, out_dir), strict=True):
-        found = problems_of(world, step.command, step.code, got)
+    results = outcomes(steps, out_dir)
+    for step, got in zip(steps, results, strict=True):
+        if timed_out and got is next((r for r in results if r.rc is None), None):
+            found = [f"still running {BLOCK_TIMEOUT_S} s after its block started: stopped (and what follows with it)"]
+        else:
+            found = problems_of(world, step.command, step.code, got)
         if found:
             problems.append(
                 f"{step.command.where()} (block at line {block.line}): {step.command.text.strip()}\n"

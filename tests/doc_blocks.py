@@ -239,19 +239,6 @@ curl() {
     *) command curl -sS -D "$headers" "$@" ;;
     esac
 }
-# After a command started in the background: wait until its ports listen,
-# as a reader would before typing the next command.
-__wait_ports() {
-    local port deadline=$((SECONDS + 120))
-    for port in "$@"; do
-        until (: <"/dev/tcp/127.0.0.1/$port") 2>/dev/null; do
-            if [ "$SECONDS" -ge "$deadline" ]; then
-                echo "nothing listens on port $port 120 s after the command" >&2; return 1
-            fi
-            sleep 0.05
-        done
-    done
-}
 """
 
 
@@ -261,7 +248,6 @@ class Step:
 
     command: Command
     code: str  # rewritten for this machine
-    wait_ports: list[int]  # for a command that ends with `&`
 
 
 @dataclass
@@ -289,9 +275,6 @@ def script(steps: list[Step], out_dir: Path, activate: Path | None) -> str:
         parts.append(f"__begin {n}\n{{ {step.code}\n}} >{out} 2>{err}\necho $? >{rc}")
         if step.code.rstrip().endswith("&") and not step.code.rstrip().endswith("&&"):
             parts.append(f"echo $! >>{out_dir}/background.pids")
-            if step.wait_ports:
-                ports = " ".join(map(str, step.wait_ports))
-                parts.append(f"__wait_ports {ports} 2>>{out_dir}/{n}.err || echo 1 >{out_dir}/{n}.rc")
     return "\n".join(parts) + "\n"
 
 

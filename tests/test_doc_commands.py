@@ -728,9 +728,8 @@ def run_block(world: World, block: Block, background: list[tuple[int, int]]) -> 
                 code = how.replace(code)
             if how.stream:
                 code = f"__stream '{how.stream}' {code}"
-        waits = sorted(ports[p] for p in ports_in(code) if p in ports) if code.endswith("&") else []
         code = rewrite(world, code, ports)
-        steps.append(Step(command, code, waits))
+        steps.append(Step(command, code))
     out_dir = world.out / f"{block.doc.replace('/', '_')}-{block.line}"
     out_dir.mkdir(parents=True)
     activate = VENV / "bin" / "activate" if block.doc in ACTIVATED else None

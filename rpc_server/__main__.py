@@ -8,7 +8,9 @@ from gevent import monkey
 
 monkey.patch_all()  # before redis and socket are imported anywhere
 
+import atexit  # noqa: E402
 import os  # noqa: E402
+import shutil  # noqa: E402
 import sys  # noqa: E402
 import tempfile  # noqa: E402
 
@@ -27,9 +29,12 @@ def main(argv: list[str] | None = None) -> int:
 def _start(argv: list[str] | None) -> int:
     cfg = config.load(argv)
     workers = cfg.workers or available_cpus()
-    if workers > 1:
+    if workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         # Before prometheus_client is first imported: it chooses its storage then.
-        os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", tempfile.mkdtemp(prefix="im-rpc-metrics-"))
+        # The workers inherit the variable; the folder is removed when this process exits.
+        made = tempfile.mkdtemp(prefix="im-rpc-metrics-")
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = made
+        atexit.register(shutil.rmtree, made, True)
     from rpc_server.observability import configure_logging
 
     configure_logging(cfg.log_level, bool(cfg.log_requests))

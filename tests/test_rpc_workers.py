@@ -96,3 +96,26 @@ def test_a_supervisor_killed_while_its_workers_start_leaves_no_orphan(tmp_path: 
     workers = _workers(server.pid)
     server.stop(signal.SIGKILL)
     wait_until(lambda: not any(Path(f"/proc/{pid}").exists() for pid in workers), 60, "the workers to stop")
+
+
+def test_a_supervisor_removes_the_metrics_folder_it_made(tmp_path: Path, stack: Stack) -> None:
+    """Without PROMETHEUS_MULTIPROC_DIR the supervisor makes a temp folder for
+    its workers' metrics: it is gone once the server has stopped, and a worker
+    that is replaced on the way does not take it with it."""
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    server = RpcServer(tmp_path, stack.redis.url, RPC_WORKERS="2", TMPDIR=str(tmp))
+    server.env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    server.start()
+    try:
+        wait_until(lambda: len(_workers(server.pid)) == 2, 60, "two workers")
+        made = list(tmp.iterdir())
+        assert len(made) == 1 and made[0].name.startswith("im-rpc-metrics-"), made
+        victim = next(iter(_workers(server.pid)))
+        os.kill(victim, signal.SIGKILL)
+        wait_until(lambda: len(_workers(server.pid) - {victim}) == 2, 60, "a new worker")
+        assert made[0].is_dir(), "the folder went with the dead worker"
+    finally:
+        server.stop()
+    assert server.popen is not None and server.popen.returncode == 0, server.log()[-3000:]
+    assert list(tmp.iterdir()) == [], "the supervisor left its metrics folder behind"

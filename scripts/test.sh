@@ -30,8 +30,9 @@ log "ruff check / ruff format --check / mypy"
 "$VENV/bin/mypy"
 
 log "pytest"
-# --dist loadfile: a file's tests share their module's servers on one worker.
-parallel=(-n "${TEST_WORKERS:-4}" --dist loadfile)
+# --dist loadfile: a file's tests share their module's servers on one worker;
+# files in the suite's order, the heaviest first (tests/conftest.py).
+parallel=(-n "${TEST_WORKERS:-4}" --dist loadfile --no-loadscope-reorder)
 if [ "${1:-}" = "--fast" ]; then
     shift
     exec "$PY" -m pytest "${parallel[@]}" --fast "$@"

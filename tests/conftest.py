@@ -26,19 +26,21 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
 
 
+FAST_PER_FILE = 2  # --fast: a smoke run of every file; the whole suite (CI) runs everything
+
+
 @pytest.hookimpl(tryfirst=True)  # before -k and -m: the check is about the whole collection
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """--fast leaves out the slow tests and runs each other test function with
-    its first parameters only; in a whole-suite run it refuses to leave a file
-    with no test. Then the slow tests go first (a stable sort), so
-    that under pytest-xdist the longest files start at once instead of ending
-    the run alone."""
+    """--fast leaves out the slow tests and runs at most FAST_PER_FILE test
+    functions a file, each with its first parameters only; in a whole-suite
+    run it refuses to leave a file with no test. Then the heaviest files go first."""
     if config.getoption("--fast"):
         files = {item.path for item in items}
         kept, seen = [], set()
-        for item in items:  # each test function once: its first parameters only
+        for item in items:  # its first parameters only, and at most FAST_PER_FILE functions a file
             function = (item.path, getattr(item, "originalname", item.name))
-            if item.get_closest_marker("slow") is None and function not in seen:
+            in_file = sum(1 for path, _ in seen if path == item.path)
+            if item.get_closest_marker("slow") is None and function not in seen and in_file < FAST_PER_FILE:
                 seen.add(function)
                 kept.append(item)
         left_out = sorted(str(path.name) for path in files - {item.path for item in kept})
@@ -47,7 +49,24 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         kept_ids = {id(item) for item in kept}
         config.hook.pytest_deselected(items=[item for item in items if id(item) not in kept_ids])
         items[:] = kept
-    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+    items[:] = _heaviest_files_first(items)
+
+
+def _weight(item: pytest.Item) -> int:
+    """A rough cost: a slow test ~ 20 ordinary ones, a fault test ~ 8."""
+    return 20 if item.get_closest_marker("slow") else 8 if item.get_closest_marker("fault") else 1
+
+
+def _heaviest_files_first(items: list[pytest.Item]) -> list[pytest.Item]:
+    """Whole files, the heaviest first. pytest-xdist's --dist loadfile hands a
+    worker the next file whenever it runs low, in this order (scripts/test.sh
+    passes --no-loadscope-reorder: by default it orders by test count), so
+    long files start at once instead of ending the run alone."""
+    by_file: dict[Any, list[pytest.Item]] = {}
+    for item in items:
+        by_file.setdefault(item.path, []).append(item)
+    files = sorted(by_file, key=lambda path: -sum(_weight(item) for item in by_file[path]))
+    return [item for path in files for item in by_file[path]]
 
 
 @pytest.fixture(scope="session")

@@ -29,6 +29,8 @@ import requests
 
 from tests.servers import HttpServer, Stack, free_port, wait_until
 
+pytestmark = pytest.mark.fault  # restarts, stops and kills the HTTP server under the page
+
 _PAGE = b"""<!doctype html>
 <title>subscriber</title>
 <script>

@@ -136,6 +136,7 @@ def test_a_request_head_sent_a_byte_at_a_time_is_dropped(slow_server: HttpServer
         assert client.answers.get(0, b"") == b""  # closed without an answer
 
 
+@pytest.mark.slow
 def test_a_body_sent_a_byte_at_a_time_is_dropped_and_nothing_is_stored(slow_server: HttpServer, stack: Stack) -> None:
     chat = f"slow-{uuid.uuid4().hex[:8]}:body"
     body_start = f'{{"chat": "{chat}", "sender": "body", "text": "'.encode()

@@ -288,8 +288,8 @@ class HttpServer(Process):
         return f"http://127.0.0.1:{self.port}"
 
     def stop(self, sig: int = signal.SIGQUIT, timeout: float = 15.0) -> None:
-        """SIGQUIT: gunicorn's quick shutdown. Its graceful one (SIGTERM) waits
-        up to graceful_timeout for the tests' idle keep-alive connections."""
+        """SIGQUIT: gunicorn's quick shutdown; the tests that are about the
+        graceful one (SIGTERM) send it themselves."""
         super().stop(sig, timeout)
 
     def start(self) -> None:

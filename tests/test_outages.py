@@ -163,7 +163,7 @@ def http_on_fake(tmp_path: Path, fake_rpc: FakeRpcServer) -> Iterator[Api]:
     http.start()
     api = Api(http.url)
     yield api
-    api.session.close()  # else gunicorn's graceful stop waits for the idle keep-alive connection
+    api.session.close()
     http.stop()
 
 

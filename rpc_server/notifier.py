@@ -51,10 +51,6 @@ class Notifier:
         self._closed = False
 
     @property
-    def waiting(self) -> int:
-        return self._count
-
-    @property
     def closed(self) -> bool:
         return self._closed
 

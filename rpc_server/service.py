@@ -44,20 +44,30 @@ MAX_IDEMPOTENCY_KEY_LEN = 128
 
 
 class IMService:
+    """The handler thriftpy2 calls. It is given its collaborators (built by
+    the process, rpc_server.serving) rather than building them, so that a
+    test can create it on a real Redis, or with a part that fails on
+    purpose, and call it directly."""
+
     def __init__(
         self,
         rpc: Any,
         store: MessageStore,
+        conversations: Conversations,
+        erasure: Erasure,
+        *,
         max_text_chars: int,
         max_pull_limit: int,
         admin_token: str = "",
         notifier: Notifier | None = None,
         max_wait_ms: int = 30000,
     ) -> None:
-        self._rpc = rpc  # the module thriftpy2 loaded from idl_rpc.thrift
+        """`rpc`: the module thriftpy2 loaded from idl_rpc.thrift. Without a
+        `notifier` the service does not wait (a Pull with WaitMs is a 400)."""
+        self._rpc = rpc
         self._store = store
-        self._conversations = Conversations(store)
-        self._erasure = Erasure(store)
+        self._conversations = conversations
+        self._erasure = erasure
         self._max_text_chars = max_text_chars
         self._max_pull_limit = max_pull_limit
         self._admin_token = admin_token.encode()

@@ -24,6 +24,8 @@ from thriftpy2.parser.exc import ThriftParserError
 
 import idl
 from rpc_server.config import Config
+from rpc_server.conversations import Conversations
+from rpc_server.erasure import Erasure
 from rpc_server.listening import inherited_listener, open_listeners
 from rpc_server.message_check import Limits
 from rpc_server.notifier import Notifier
@@ -67,7 +69,15 @@ def serve(cfg: Config) -> int:
     )
     notifier = Notifier(client, cfg.max_waiters)
     service = IMService(
-        rpc, store, cfg.max_text_chars, cfg.max_pull_limit, cfg.admin_token, notifier, cfg.pull_max_wait_ms
+        rpc,
+        store,
+        Conversations(store),
+        Erasure(store),
+        max_text_chars=cfg.max_text_chars,
+        max_pull_limit=cfg.max_pull_limit,
+        admin_token=cfg.admin_token,
+        notifier=notifier,
+        max_wait_ms=cfg.pull_max_wait_ms,
     )
     limits = Limits(max_bytes=cfg.max_message_bytes, max_string=cfg.max_message_bytes)
     server = ThriftServer(

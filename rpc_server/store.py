@@ -105,7 +105,8 @@ from rpc_server.redis_client import storage_errors
 
 KEY_PREFIX = "im:v1:"
 
-STORED, REPLAYED, CONFLICT, EXHAUSTED = 0, 1, 2, 3
+# send.lua's statuses that are failures (0 is stored, 1 a replay: both answered with their send_time)
+CONFLICT, EXHAUSTED = 2, 3
 
 
 class StoredMessage(NamedTuple):

@@ -18,6 +18,8 @@ import redis
 from prometheus_client import REGISTRY
 
 from rpc_server.chat_id import Chat, parse_chat
+from rpc_server.conversations import Conversations
+from rpc_server.erasure import Erasure
 from rpc_server.errors import StorageUnavailable
 from rpc_server.redis_client import connect_redis
 from rpc_server.service import IMService
@@ -58,7 +60,7 @@ def test_a_failure_after_the_append_still_answers_200(stack: Stack, rpc: Any, fa
         raise failure
 
     store.run_many = failing  # type: ignore[method-assign]
-    service = IMService(rpc, store, max_text_chars=100, max_pull_limit=100)
+    service = IMService(rpc, store, Conversations(store), Erasure(store), max_text_chars=100, max_pull_limit=100)
     chat = _chat()
     failures_before = _index_failures()
     message = rpc.Message(Chat=chat.id, Text="stored", Sender=chat.first)

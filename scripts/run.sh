@@ -47,14 +47,23 @@ redact() { sed -E 's#//[^@/]*@#//***@#g' <<< "$1"; }
 
 # --- What run.sh makes, and how it takes it all down again --------------------
 names=() pids=() tees=() outputs=() graces=() exited=()
-ready="" force="" lock="" run_tmp="" made_metrics_dir="" final=""
+ready="" force="" lock="" run_tmp="" made_metrics_dir="" final="" napping=""
+
+# Sleep $1 seconds in a way a signal cuts short: its trap runs at once. (A
+# foreground sleep that ends just as Ctrl-C arrives makes bash take the
+# SIGINT as handled by the child, and the trap never runs.)
+nap() {
+    sleep "$1" &
+    napping=$!
+    wait "$napping" || true
+}
 
 # Wait until process $1 (or process group -N) is gone, at most $2 seconds.
 wait_gone() {
     local tenths=$(($2 * 10))
     while kill -0 -- "$1" 2>/dev/null; do
         [ -z "$force" ] && ((tenths-- > 0)) || return 1
-        sleep 0.1
+        nap 0.1
     done
 }
 
@@ -82,6 +91,7 @@ cleanup() {
     local status=$? i
     set +e
     trap 'force=1' INT TERM HUP QUIT
+    [ -z "$napping" ] || kill "$napping" 2>/dev/null
     # The HTTP server first, Redis last: each stops while what it calls still answers.
     for ((i = ${#pids[@]} - 1; i >= 0; i--)); do stop_part "$i"; done
     [ -z "$lock" ] || rm -f "$lock"
@@ -190,7 +200,7 @@ if [ -n "$own_redis" ]; then
         check_parts
         ((SECONDS < deadline)) \
             || fail "Redis on port $REDIS_PORT did not answer within ${READY_TIMEOUT_S}s: raise RUN_READY_TIMEOUT_S"
-        sleep 0.1
+        nap 0.1
     done
     export REDIS_URL="redis://127.0.0.1:$REDIS_PORT/0"
 fi
@@ -219,7 +229,7 @@ deadline=$((SECONDS + READY_TIMEOUT_S))
 until why="$("$PY" scripts/run_checks.py ready "$url")"; do
     check_parts
     ((SECONDS < deadline)) || fail "not ready within ${READY_TIMEOUT_S}s (raise RUN_READY_TIMEOUT_S): $why"
-    sleep 0.5
+    nap 0.5
 done
 check_parts
 ready=1
@@ -230,7 +240,7 @@ log "HTTP API on http://$shown:$HTTP_PORT (Ctrl-C stops everything)"
 while :; do
     for _ in $(seq 20); do
         check_parts
-        sleep 0.5
+        nap 0.5
     done
     trim_outputs
 done

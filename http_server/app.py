@@ -14,7 +14,8 @@ from http_server import config, endpoints
 from http_server.auth import Authentication
 from http_server.errors import ApiError, handle_unexpected, serialize_error
 from http_server.logs import configure_logging
-from http_server.resources import AdminChat, AdminUser, Chats, Health, MessageService, OpenApiSpec, Ping, Pull, Send
+from http_server.message_service import MessageService
+from http_server.resources import AdminChat, AdminUser, Chats, Health, OpenApiSpec, Ping, Pull, Send
 from http_server.rpc_pool import RpcClientPool
 from http_server.slow_clients import BodyTimeout
 from http_server.streaming import Subscribe

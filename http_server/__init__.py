@@ -3,7 +3,8 @@
 Layers, top to bottom:
     __main__, gunicorn_conf, config   start-up and settings
     app        create_app(service): routes and error handling
-    resources  Ping, Send, Pull; MessageService maps Thrift Codes to errors
+    resources  Ping, Send, Pull: decode, call MessageService, encode
+    message_service  the Thrift client: pools, deadlines, Codes to errors
     params     JSON / query / form decoding with strict types
     rpc_pool   pooled, checked Thrift connections with deadlines
 It speaks only Thrift: no Redis connection, no storage logic.

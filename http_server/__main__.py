@@ -13,7 +13,9 @@ from settings import StartupError, fail
 
 def main(argv: list[str] | None = None) -> None:
     try:
-        config.export(config.load(argv))
+        # Parsed once for this process (gunicorn_conf and the worker class reuse it) and exported to the
+        # environment, where the workers and a re-executed gunicorn find the flags.
+        config.export(config.for_process(argv).config)
     except StartupError as e:
         fail("http_server", e)
     sys.argv = ["gunicorn", "--config", "python:http_server.gunicorn_conf", "http_server.app:get_app()"]

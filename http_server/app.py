@@ -14,7 +14,8 @@ from http_server import config, endpoints
 from http_server.auth import Authentication
 from http_server.errors import ApiError, handle_unexpected, serialize_error
 from http_server.logs import configure_logging
-from http_server.resources import AdminChat, AdminUser, Chats, Health, MessageService, OpenApiSpec, Ping, Pull, Send
+from http_server.message_service import MessageService
+from http_server.resources import AdminChat, AdminUser, Chats, Health, OpenApiSpec, Ping, Pull, Send
 from http_server.rpc_pool import RpcClientPool
 from http_server.slow_clients import BodyTimeout
 from http_server.streaming import Subscribe
@@ -60,7 +61,8 @@ def _body_timeout(req: falcon.Request, resp: falcon.Response, ex: BodyTimeout, p
 
 
 def get_app() -> falcon.App[falcon.Request, falcon.Response]:
-    cfg = config.load([])
+    loaded = config.for_process()  # this worker's settings, parsed (and the JWT key read) once
+    cfg = loaded.config
     configure_logging(cfg.log_level, bool(cfg.log_requests))
     rpc = idl.load_rpc()
     source: Callable[[], list[endpoints.Endpoint]]
@@ -79,7 +81,7 @@ def get_app() -> falcon.App[falcon.Request, falcon.Response]:
     return create_app(
         service,
         cfg.max_body_bytes,
-        auth=Authentication(cfg),
+        auth=Authentication(cfg, loaded.jwt_key),
         max_wait_s=cfg.pull_max_wait_s,
         streams=Subscribe(service, cfg.sse_max_streams, cfg.sse_heartbeat_s),
         allowed_origins=cfg.sse_allowed_origins,

@@ -73,11 +73,12 @@ def _bearer_error(reason: str, msg: str | None = None) -> Unauthorized:
 class Authentication:
     """Falcon middleware: sets `req.context.caller` to the authenticated user
     id (as given; the RPC service validates it) or None; 401 otherwise.
-    Constructing it checks `cfg` (config.ConfigError) and reads the JWT key."""
+    Constructing it checks `cfg` (config.ConfigError) and reads the JWT key,
+    unless given `jwt_key`, the key of a `cfg` already checked (config.Loaded)."""
 
-    def __init__(self, cfg: config.Config | None = None) -> None:
+    def __init__(self, cfg: config.Config | None = None, jwt_key: config.JwtKey | None = None) -> None:
         cfg = cfg or config.Config()
-        self._key = config.check_auth(cfg)
+        self._key = jwt_key or config.check_auth(cfg)
         self._mode = cfg.auth_mode
         self._user_header = cfg.auth_user_header
         self._user_claim = cfg.jwt_user_claim

@@ -2,7 +2,10 @@
 
 `python -m http_server --flag value` exports the flags as the variables,
 then runs gunicorn, whose workers (and `gunicorn_conf`) read the variables;
-so gunicorn can also be run directly with the same environment.
+so gunicorn can also be run directly with the same environment. Each
+process parses them once (`for_process`): the master for `gunicorn_conf`,
+the worker class and `__main__`; each worker for its app, reading the JWT
+key file once, as a worker started later (after a HUP) reads it anew.
 
 Every numeric setting has a range, checked at start-up with the rest
 (ConfigError, a settings.StartupError: one line, exit status 2). The README's
@@ -168,8 +171,36 @@ class JwtKey:
 SETTINGS = describe(Config, _SOURCES, CHECKS)
 
 
+@dataclass(frozen=True)
+class Loaded:
+    """A checked configuration, and the JWT key it names (read while checking it)."""
+
+    config: Config
+    jwt_key: JwtKey | None
+
+
+_PER_PROCESS: dict[int, Loaded] = {}  # by process id: a forked worker parses its own
+
+
+def for_process(argv: Sequence[str] | None = ()) -> Loaded:
+    """This process's configuration, parsed on the first call (`argv`: the
+    flags of `python -m http_server`; by default none, only the environment)
+    and returned again by every later call in the same process."""
+    pid = os.getpid()
+    if pid not in _PER_PROCESS:
+        loaded = load_checked(argv)
+        _PER_PROCESS.clear()  # the parent's, inherited by a fork
+        _PER_PROCESS[pid] = loaded
+    return _PER_PROCESS[pid]
+
+
 def load(argv: Sequence[str] | None = None, environ: Mapping[str, str] = os.environ) -> Config:
     """The configuration; StartupError (ConfigError) for a setting that cannot work."""
+    return load_checked(argv, environ).config
+
+
+def load_checked(argv: Sequence[str] | None = None, environ: Mapping[str, str] = os.environ) -> Loaded:
+    """`load`'s configuration, with the JWT key read while checking it."""
     cfg = parse(Config, SETTINGS, "python -m http_server", "HTTP API server (gunicorn)", argv, environ)
     if cfg.rpc_etcd:
         check_url("RPC_ETCD", cfg.rpc_etcd)
@@ -182,8 +213,7 @@ def load(argv: Sequence[str] | None = None, environ: Mapping[str, str] = os.envi
             f"RPC_WAIT_POOL_SIZE ({cfg.rpc_wait_pool_size}) must be at least SSE_MAX_STREAMS"
             f" ({cfg.sse_max_streams}): each event stream waits on one of its connections"
         )
-    check_auth(cfg)  # so does a bad access-control setting (ConfigError)
-    return cfg
+    return Loaded(cfg, check_auth(cfg))  # a bad access-control setting fails at start-up too (ConfigError)
 
 
 def check_auth(cfg: Config) -> JwtKey | None:

@@ -2,8 +2,10 @@
 
 `code` repeats the status, which is also the Thrift `Code` the RPC server
 answered with (see idl/idl_rpc.thrift), so an HTTP client and a Thrift
-client see the same number for the same failure. Every error Falcon raises
-itself (404, 405, 413 ...) is serialised in the same shape.
+client see the same number for the same failure. Which Codes are passed on,
+and as which status, is `idl.codes`' table, shared with the RPC server.
+Every error Falcon raises itself (404, 405, 413 ...) is serialised in the
+same shape.
 """
 
 from __future__ import annotations
@@ -13,10 +15,9 @@ from typing import Any
 
 import falcon
 
-log = logging.getLogger(__name__)
+from idl import codes
 
-# Thrift Codes the RPC server may answer with, and so HTTP statuses we pass on.
-PASSED_ON_CODES = frozenset({400, 401, 403, 409, 422, 429, 503})
+log = logging.getLogger(__name__)
 
 
 class ApiError(falcon.HTTPError):
@@ -35,10 +36,12 @@ class ApiError(falcon.HTTPError):
 
 
 def from_rpc_code(code: int, msg: str, retry_after_ms: int | None = None) -> ApiError:
-    """Map a non-zero Thrift Code to the same HTTP status (500 if unknown)."""
-    if code in PASSED_ON_CODES:
-        return ApiError(code, msg, retry_after_s=max(1, -(-(retry_after_ms or 0) // 1000)))
-    return ApiError(500, "internal error")
+    """The HTTP error for a non-zero Thrift Code, as `idl.codes` maps it
+    (500 "internal error" for 500 itself and for a Code it does not know)."""
+    failure = codes.failure(code)
+    if failure.msg_passed_on:
+        return ApiError(failure.http_status, msg, retry_after_s=max(1, -(-(retry_after_ms or 0) // 1000)))
+    return ApiError(failure.http_status, "internal error")
 
 
 def serialize_error(req: falcon.Request, resp: falcon.Response, error: falcon.HTTPError) -> None:

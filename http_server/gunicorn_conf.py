@@ -24,7 +24,7 @@ from pathlib import Path as _Path
 from typing import Any
 
 from http_server.config import Config as _Config
-from http_server.config import load as _load_config
+from http_server.config import for_process as _config_for_process
 from http_server.logs import json_formatter as _json_formatter
 from settings import StartupError as _StartupError
 from settings import cannot_listen as _cannot_listen
@@ -57,7 +57,7 @@ def _check_idl() -> None:
 
 
 try:
-    _cfg = _load_config([])
+    _cfg = _config_for_process().config  # parsed already if `python -m http_server` started us
     _check_idl()
     bind = _listen(_cfg)
 except _StartupError as _error:

@@ -1,111 +1,23 @@
 """HTTP resources: decode a request, call the RPC service, encode the answer.
 
 They hold no state and no Redis connection: every decision about what is
-valid or stored is the RPC server's, reached through `MessageService`.
+valid or stored is the RPC server's, reached through `MessageService`
+(http_server.message_service).
 """
 
 from __future__ import annotations
 
 import functools
-import time
 from importlib import resources
-from typing import Any
 
 import falcon
 
 from http_server import codec
-from http_server.errors import ApiError, from_rpc_code
+from http_server.errors import ApiError
+from http_server.message_service import MessageService
 from http_server.params import read_params
-from http_server.rpc_pool import RpcClientPool, RpcUnavailable
+from http_server.rpc_pool import RpcUnavailable
 from http_server.stopping import stopped, unless_stopping
-
-
-class MessageService:
-    """IMService over Thrift, with Codes and failures turned into ApiError."""
-
-    def __init__(
-        self,
-        rpc: Any,
-        pool: RpcClientPool,
-        waits: RpcClientPool | None = None,
-        timeout_s: float = 1.0,
-        erase_timeout_s: float = 20.0,
-    ):
-        self._rpc = rpc  # the module thriftpy2 loaded from idl_rpc.thrift
-        self._pool = pool
-        # Waiting pulls (long-poll) hold a connection for seconds: their own
-        # pool, so that they never starve ordinary calls.
-        self._waits = waits or pool
-        self._timeout_s = timeout_s
-        self._erase_timeout_s = erase_timeout_s
-
-    def send(
-        self, chat: str, text: str, sender: str, idempotency_key: str | None, caller: str | None, request_id: str
-    ) -> int:
-        message = self._rpc.Message(Chat=chat, Text=text, Sender=sender)
-        request = self._rpc.SendRequest(
-            message=message, IdempotencyKey=idempotency_key, Caller=caller, RequestId=request_id
-        )
-        return int(self._call("Send", request).SendTime)
-
-    def pull(
-        self, chat: str, cursor: int, limit: int, reverse: bool, caller: str | None, request_id: str, wait_s: int = 0
-    ) -> Any:
-        request = self._rpc.PullRequest(
-            Chat=chat,
-            Cursor=cursor,
-            Limit=limit,
-            Reverse=reverse,
-            Caller=caller,
-            RequestId=request_id,
-            WaitMs=wait_s * 1000 or None,
-        )
-        if wait_s:  # the wait, plus the usual deadline for the call itself
-            return self._call("Pull", request, self._waits, wait_s + self._timeout_s)
-        return self._call("Pull", request)
-
-    def list_chats(self, user: str, cursor: int, limit: int, caller: str | None, request_id: str) -> Any:
-        request = self._rpc.ListChatsRequest(User=user, Cursor=cursor, Limit=limit, Caller=caller, RequestId=request_id)
-        return self._call("ListChats", request)
-
-    def delete_chat(self, chat: str, admin_token: str | None, request_id: str) -> Any:
-        request = self._rpc.DeleteChatRequest(Chat=chat, AdminToken=admin_token, RequestId=request_id)
-        return self._call("DeleteChat", request)
-
-    def erase_user(self, user: str, admin_token: str | None, request_id: str) -> Any:
-        """Erasing a user scans the keyspace, longer than one RPC deadline:
-        EraseUser calls, each working for half the RPC deadline and each
-        resuming where the last stopped (on any RPC server), until it is
-        done or the route's own deadline (ADMIN_ERASE_TIMEOUT_S) leaves no
-        room for another call: then not done, and the next request goes on."""
-        deadline = time.monotonic() + self._erase_timeout_s
-        budget_ms = max(1, round(self._timeout_s * 500))
-        chats = messages = 0
-        while True:
-            request = self._rpc.EraseUserRequest(
-                User=user, AdminToken=admin_token, RequestId=request_id, BudgetMs=budget_ms
-            )
-            answer = self._call("EraseUser", request)
-            chats += answer.ChatsDeleted or 0
-            messages += answer.MessagesDeleted or 0
-            done = answer.Done is not False  # absent: an older RPC server did it all in one call
-            if done or time.monotonic() + self._timeout_s > deadline:
-                return self._rpc.AdminResponse(
-                    Code=0, Msg=answer.Msg, ChatsDeleted=chats, MessagesDeleted=messages, Done=done
-                )
-
-    def health(self, request_id: str) -> Any:
-        """The RPC server's own readiness answer (it asks Redis); RpcUnavailable if it cannot answer."""
-        return self._pool.call("Health", self._rpc.HealthRequest(RequestId=request_id))
-
-    def _call(self, method: str, request: Any, pool: RpcClientPool | None = None, timeout_s: float = 0) -> Any:
-        try:
-            response = (pool or self._pool).call(method, request, timeout_s=timeout_s or None)
-        except RpcUnavailable as e:
-            raise ApiError(503, str(e)) from e
-        if response.Code != 0:
-            raise from_rpc_code(response.Code, response.Msg, getattr(response, "RetryAfterMs", None))
-        return response
 
 
 class Ping:
@@ -186,6 +98,8 @@ class Pull:
         fields = codec.decode("PullRequest", read_params(req, self._max_body_bytes))
         req.context.chat = fields["chat"]
         wait_s = fields["wait"] or 0
+        # Checked here too (the RPC server checks WaitMs alike): whether and how long the pull
+        # waits picks MessageService's pool and deadline before the call is made.
         if wait_s < 0:
             raise ApiError(400, "wait must not be negative")
         if wait_s and fields["reverse"]:

@@ -42,8 +42,9 @@ import gevent
 
 from http_server import codec
 from http_server.errors import ApiError
+from http_server.message_service import MessageService
 from http_server.params import INT64_MAX, read_params
-from http_server.resources import MessageService, caller
+from http_server.resources import caller
 from http_server.stopping import STOPPING, stopped, unless_stopping
 
 _EVENT_ID = re.compile(r"[0-9]{1,19}")

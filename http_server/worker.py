@@ -43,11 +43,11 @@ from typing import Any
 import gevent
 from gunicorn.workers.ggevent import GeventPyWSGIWorker, PyWSGIHandler
 
-from http_server.config import load as _load_config
+from http_server.config import for_process as _config_for_process
 from http_server.slow_clients import BodyDeadline, body_allowance_s, start_timer
 from http_server.stopping import STOPPING
 
-_CONFIG = _load_config([])
+_CONFIG = _config_for_process().config  # imported by gunicorn's master: its settings, parsed once
 _KEEPALIVE_S = _CONFIG.keepalive_s
 _HEADER_TIMEOUT_S = _CONFIG.header_timeout_s
 

@@ -4,7 +4,11 @@
 any other Thrift client); `idl_http.proto` describes the HTTP API. They ship
 as package data, so an installed package or a container image finds them
 next to this file; `IDL_DIR` points elsewhere (for example at an edited copy)
-without reinstalling. This module is the only code the two servers share.
+without reinstalling. `idl.codes` is the table of the Thrift `Code`s and
+their HTTP statuses. This package (with `settings`) is the only code the two
+servers share; it imports thriftpy2 only when the IDL is loaded, so that
+importing `idl.codes` costs nothing and imports no ssl before gevent's
+patching.
 """
 
 from __future__ import annotations
@@ -13,8 +17,6 @@ import os
 from functools import cache
 from pathlib import Path
 from types import ModuleType
-
-import thriftpy2
 
 
 def idl_path(name: str) -> Path:
@@ -33,4 +35,6 @@ def load_rpc() -> ModuleType:
     The `_thrift` suffix lets thriftpy2 register the module for pickling; the
     result is cached so every caller shares one set of classes.
     """
+    import thriftpy2
+
     return thriftpy2.load(str(idl_path("idl_rpc.thrift")), module_name="idl_rpc_thrift")

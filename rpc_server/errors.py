@@ -1,16 +1,18 @@
 """Service errors, each carrying the Thrift `Code` it is answered with.
 
-The codes are the HTTP-like numbers documented in `idl/idl_rpc.thrift`; the
-HTTP tier reuses them as its status. Raising one of these anywhere below the
-service turns into a response with that code and message, never into a
-broken connection.
+The codes come from `idl.codes`, the one table of Codes (documented in
+`idl/idl_rpc.thrift`) from which the HTTP tier also takes its statuses.
+Raising one of these anywhere below the service turns into a response with
+that code and message, never into a broken connection.
 """
 
 from __future__ import annotations
 
+from idl import codes
+
 
 class ServiceError(Exception):
-    code = 500
+    code = codes.INTERNAL
 
     def __init__(self, msg: str) -> None:
         super().__init__(msg)
@@ -18,19 +20,19 @@ class ServiceError(Exception):
 
 
 class InvalidArgument(ServiceError):
-    code = 400
+    code = codes.INVALID_ARGUMENT
 
 
 class Unauthenticated(ServiceError):
     """An admin call without the right token (or the admin API is off)."""
 
-    code = 401
+    code = codes.UNAUTHENTICATED
 
 
 class PermissionDenied(ServiceError):
     """The caller may not act on this chat or user."""
 
-    code = 403
+    code = codes.PERMISSION_DENIED
 
 
 class SendTimeExhausted(ServiceError):
@@ -39,15 +41,15 @@ class SendTimeExhausted(ServiceError):
     later one can be given. Not worth a retry; the chat must be repaired
     or deleted."""
 
-    code = 409
+    code = codes.SEND_TIME_EXHAUSTED
 
 
 class IdempotencyConflict(ServiceError):
-    code = 422
+    code = codes.IDEMPOTENCY_CONFLICT
 
 
 class RateLimited(ServiceError):
-    code = 429
+    code = codes.RATE_LIMITED
 
     def __init__(self, msg: str, retry_after_ms: int) -> None:
         super().__init__(msg)
@@ -57,4 +59,4 @@ class RateLimited(ServiceError):
 class StorageUnavailable(ServiceError):
     """Redis is down, too slow, loading, or out of memory; worth a retry later."""
 
-    code = 503
+    code = codes.STORAGE_UNAVAILABLE

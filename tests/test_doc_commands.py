@@ -21,6 +21,7 @@ curl must get a 2xx."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -751,7 +752,7 @@ def run_block(world: World, block: Block, background: list[tuple[int, int]]) -> 
             bash.wait(BLOCK_TIMEOUT_S)
             timed_out = False
         except subprocess.TimeoutExpired:
-            os.killpg(bash.pid, signal.SIGKILL)
+            _kill_session(bash.pid)  # its process group, and the groups it made (run.sh's parts)
             bash.wait()
             timed_out = True
     pids = (out_dir / "background.pids").read_text().split() if (out_dir / "background.pids").exists() else []
@@ -769,6 +770,15 @@ def run_block(world: World, block: Block, background: list[tuple[int, int]]) -> 
                 f"  ran as: {step.code}\n  " + "\n  ".join(found) + f"\n  got: {got.shown()}"
             )
     return problems
+
+
+def _kill_session(session: int) -> None:
+    """SIGKILL every process of the session `session` (started with start_new_session)."""
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            fields = stat.read_text().rpartition(")")[2].split()  # after the command name, which may hold spaces
+            if int(fields[3]) == session:  # state, ppid, pgrp, session
+                os.kill(int(stat.parent.name), signal.SIGKILL)
 
 
 @pytest.mark.slow

@@ -586,9 +586,11 @@ def block_ports(world: World, block: Block) -> dict[int, int]:
 
 
 def rewrite(world: World, code: str, ports: dict[int, int]) -> str:
+    # The doc's own /tmp/ first, alone: the paths put in below may lie under /tmp themselves (a clone in /tmp/ci).
+    code = re.sub(r"(?<![\w./-])/tmp/", f"{world.copy}/tmp/", code)
     for placeholder, (value, _) in PLACEHOLDERS.items():
         code = code.replace(placeholder, value)
-    code = code.replace(".venv/bin/", f"{VENV}/bin/").replace("/tmp/", f"{world.copy}/tmp/")
+    code = code.replace(".venv/bin/", f"{VENV}/bin/")
     code = re.sub(r"\bredis-cli\b(?!\s+-[ph]\b)", "redis-cli -p 6379", code)
     return rewrite_ports(code, ports)
 

@@ -15,7 +15,7 @@ from thriftpy2.rpc import make_client
 from thriftpy2.transport import TCyBufferedTransportFactory, TCyFramedTransportFactory
 
 import idl
-from tests.servers import Stack
+from tests.servers import RedisCluster, Stack
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -76,6 +76,16 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         yield s.start()
     finally:
         s.stop()
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisCluster]:
+    """A 3-master Redis Cluster shared by a test file's tests."""
+    c = RedisCluster(tmp_path_factory.mktemp("cluster"))
+    try:
+        yield c.start()
+    finally:
+        c.stop()
 
 
 @pytest.fixture

@@ -22,15 +22,6 @@ from tests.servers import HttpServer, RedisCluster, RpcServer, scrape_metrics, w
 
 
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisCluster]:
-    c = RedisCluster(tmp_path_factory.mktemp("cluster"))
-    try:
-        yield c.start()
-    finally:
-        c.stop()
-
-
-@pytest.fixture(scope="module")
 def cluster_servers(cluster: RedisCluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Api, RpcServer]]:
     directory = tmp_path_factory.mktemp("cluster-stack")
     rpc = RpcServer(directory, "redis://unused:1/0", REDIS_CLUSTER_NODES=cluster.addresses)

@@ -70,15 +70,6 @@ class Answer:
     send_time: int
 
 
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisCluster]:
-    c = RedisCluster(tmp_path_factory.mktemp("cluster"))
-    try:
-        yield c.start()
-    finally:
-        c.stop()
-
-
 @dataclass
 class Target:
     rpc_server: RpcServer

@@ -6,7 +6,6 @@ acknowledged whatever happens to its conversation-list update after it."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,15 +20,6 @@ from rpc_server.errors import StorageUnavailable
 from rpc_server.redis_client import connect_redis
 from rpc_server.store import MessageStore, stream_key, user_chats_key
 from tests.servers import RedisCluster, RedisServer, RpcServer, scrape_metrics, thrift_client, wait_until
-
-
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisCluster]:
-    c = RedisCluster(tmp_path_factory.mktemp("cluster"))
-    try:
-        yield c.start()
-    finally:
-        c.stop()
 
 
 def _store(cluster: RedisCluster, lanes: int = 2) -> MessageStore:

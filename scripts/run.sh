@@ -50,8 +50,8 @@ names=() pids=() tees=() outputs=() graces=() exited=()
 ready="" force="" lock="" run_tmp="" made_metrics_dir="" final="" napping=""
 
 # Sleep $1 seconds in a way a signal cuts short: its trap runs at once. (A
-# foreground sleep that ends just as Ctrl-C arrives makes bash take the
-# SIGINT as handled by the child, and the trap never runs.)
+# foreground command that ends normally just as Ctrl-C arrives makes bash take
+# the SIGINT as handled by that command, and the INT trap never runs.)
 nap() {
     sleep "$1" &
     napping=$!
@@ -166,11 +166,16 @@ check_parts() {
 }
 
 # A part's output file is kept for its last line only: empty it past 1 MiB.
+# In the background, waited for as nap does: the loop below runs no foreground
+# command that a Ctrl-C could find just ending (bash would then drop the SIGINT).
 trim_outputs() {
-    local f
-    for f in "${outputs[@]}"; do
-        [ -z "$(find "$f" -size +1024k 2>/dev/null)" ] || : > "$f"
-    done
+    (
+        for f in "${outputs[@]}"; do
+            [ -z "$(find "$f" -size +1024k 2>/dev/null)" ] || : > "$f"
+        done
+    ) &
+    napping=$!
+    wait "$napping" || true
 }
 
 run_tmp="$(mktemp -d "${TMPDIR:-/tmp}/im-run.XXXXXX")"
@@ -238,7 +243,7 @@ log "HTTP API on http://$shown:$HTTP_PORT (Ctrl-C stops everything)"
 
 # Stop everything as soon as any one part exits.
 while :; do
-    for _ in $(seq 20); do
+    for ((n = 0; n < 20; n++)); do
         check_parts
         nap 0.5
     done

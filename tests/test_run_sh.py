@@ -94,7 +94,12 @@ class RunSh:
     def start(self) -> RunSh:
         with open(self.log_path, "wb") as log:
             self.popen = subprocess.Popen(
-                ["bash", str(RUN_SH)], stdout=log, stderr=subprocess.STDOUT, env=self.env, start_new_session=True
+                ["bash", str(RUN_SH)],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=self.env,
+                start_new_session=True,
+                preexec_fn=_as_from_a_terminal,
             )
         return self
 
@@ -171,6 +176,17 @@ def runs(tmp_path: Path) -> Iterator[list[RunSh]]:
         run.kill_all()
 
 
+def _as_from_a_terminal() -> None:
+    """In run.sh's process, before bash starts: the signals a shell started
+    from a terminal gets, none blocked or ignored. A pytest worker may have
+    them otherwise (once gevent's hub ran in it), and a signal that is
+    ignored when a non-interactive bash starts cannot be trapped by it: Ctrl-C
+    would do nothing, which is not what is being tested."""
+    signal.pthread_sigmask(signal.SIG_SETMASK, set())
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT):
+        signal.signal(sig, signal.SIG_DFL)
+
+
 def start(runs: list[RunSh], directory: Path, ports: dict[str, int], **env: str) -> RunSh:
     run = RunSh(directory, ports, **env)
     runs.append(run)
@@ -233,6 +249,11 @@ def test_start_beside_another_and_sigterm_cleans_up(tmp_path: Path, ports: dict[
 def test_ctrl_c_stops_everything(tmp_path: Path, ports: dict[str, int], runs: list[RunSh]) -> None:
     run = start(runs, tmp_path, ports)
     run.wait_ready()
+    status = Path(f"/proc/{run.pid}/status").read_text()
+    lines = [line.split() for line in status.splitlines() if line.startswith(("SigBlk:", "SigIgn:"))]
+    masks = {name.rstrip(":"): int(value, 16) for name, value in lines}
+    sigint = 1 << (signal.SIGINT - 1)
+    assert not (masks["SigBlk"] | masks["SigIgn"]) & sigint, f"run.sh has SIGINT blocked or ignored: {masks}"
     os.killpg(run.pid, signal.SIGINT)  # what a terminal's Ctrl-C does: the foreground process group
     code = run.wait_exit()
     assert code == 0, f"run.sh exited {code} on Ctrl-C:\n{run.output()[-4000:]}"

@@ -54,7 +54,9 @@ class Process:
 
     def __init__(self, name: str, argv: list[str], log_path: Path, env: dict[str, str] | None = None) -> None:
         self.name, self.argv, self.log_path = name, argv, log_path
-        self.env = {**os.environ, **(env or {})}
+        # TMPDIR: the test's own folder, so that what a server killed with -9
+        # could not remove (its metrics folder) is not left in the system's.
+        self.env = {**os.environ, "TMPDIR": str(log_path.parent), **(env or {})}
         self.popen: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:

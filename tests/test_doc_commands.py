@@ -607,6 +607,7 @@ def environment(world: World, ports: dict[int, int]) -> dict[str, str]:
         RPC_ADDR=f"127.0.0.1:{ports[8888]}",
         IMCTL_URL=f"http://localhost:{ports[8080]}",
         ADMIN_TOKEN=ADMIN_TOKEN,
+        TMPDIR=str(world.copy / "tmp"),  # what a stopped block's servers leave stays in the copy
     )
     return env
 

@@ -255,6 +255,10 @@ def _redis_time_us(node: RedisServer) -> int:
 def test_a_pipelined_send_costs_one_round_trip_per_script(cluster: RedisCluster, target: Target, rpc: Any) -> None:
     """Each script call names its shard by its first key: no COMMAND GETKEYS
     round trip to ask a node where it goes."""
+    # Counted from a quiet cluster: no call of an earlier test still in flight
+    # (a stalled round's sends may still be queued on a node).
+    metrics = f"http://127.0.0.1:{target.rpc_server.metrics_port}/metrics"
+    wait_until(lambda: scrape_metrics(metrics).get("rpc_calls_in_flight", 1) == 0, 60, "no call in flight")
     for node in cluster.nodes:
         node.client().config_resetstat()
     sends = 50

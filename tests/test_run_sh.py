@@ -250,10 +250,9 @@ def test_ctrl_c_stops_everything(tmp_path: Path, ports: dict[str, int], runs: li
     run = start(runs, tmp_path, ports)
     run.wait_ready()
     status = Path(f"/proc/{run.pid}/status").read_text()
-    lines = [line.split() for line in status.splitlines() if line.startswith(("SigBlk:", "SigIgn:"))]
-    masks = {name.rstrip(":"): int(value, 16) for name, value in lines}
-    sigint = 1 << (signal.SIGINT - 1)
-    assert not (masks["SigBlk"] | masks["SigIgn"]) & sigint, f"run.sh has SIGINT blocked or ignored: {masks}"
+    # Ignored, not blocked: bash blocks SIGINT for moments of its own (then it is delivered).
+    ignored = next(int(line.split()[1], 16) for line in status.splitlines() if line.startswith("SigIgn:"))
+    assert not ignored & (1 << (signal.SIGINT - 1)), f"run.sh ignores SIGINT (SigIgn {ignored:#x})"
     os.killpg(run.pid, signal.SIGINT)  # what a terminal's Ctrl-C does: the foreground process group
     code = run.wait_exit()
     assert code == 0, f"run.sh exited {code} on Ctrl-C:\n{run.output()[-4000:]}"

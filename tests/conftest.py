@@ -4,6 +4,7 @@ test session, and helpers to talk to it over HTTP and Thrift."""
 from __future__ import annotations
 
 import uuid
+from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,8 @@ from thriftpy2.rpc import make_client
 from thriftpy2.transport import TCyBufferedTransportFactory, TCyFramedTransportFactory
 
 import idl
+from rpc_server.redis_client import connect_redis
+from rpc_server.store import MessageStore
 from tests.servers import RedisCluster, Stack
 
 
@@ -36,12 +39,12 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     run it refuses to leave a file with no test. Then the heaviest files go first."""
     if config.getoption("--fast"):
         files = {item.path for item in items}
-        kept, seen = [], set()
+        kept, seen, per_file = [], set(), Counter[Any]()
         for item in items:  # its first parameters only, and at most FAST_PER_FILE functions a file
             function = (item.path, getattr(item, "originalname", item.name))
-            in_file = sum(1 for path, _ in seen if path == item.path)
-            if item.get_closest_marker("slow") is None and function not in seen and in_file < FAST_PER_FILE:
+            if item.get_closest_marker("slow") is None and function not in seen and per_file[item.path] < FAST_PER_FILE:
                 seen.add(function)
+                per_file[item.path] += 1
                 kept.append(item)
         left_out = sorted(str(path.name) for path in files - {item.path for item in kept})
         if left_out and config.args_source == pytest.Config.ArgsSource.TESTPATHS:
@@ -96,6 +99,12 @@ def own_stack(tmp_path: Path) -> Iterator[Stack]:
         yield s.start()
     finally:
         s.stop()
+
+
+@pytest.fixture
+def store(stack: Stack) -> MessageStore:
+    """The message store on the session's Redis, in this process."""
+    return MessageStore(connect_redis(stack.redis.url, 1.0, 4, 0.5), idempotency_ttl_s=60)
 
 
 @pytest.fixture(scope="session")

@@ -18,7 +18,6 @@ import requests
 
 from rpc_server.chat_id import parse_chat
 from rpc_server.errors import ServiceError
-from rpc_server.redis_client import connect_redis
 from rpc_server.store import MessageStore, stream_key, user_chats_key
 from tests.conftest import Api
 from tests.servers import Stack
@@ -28,11 +27,6 @@ I64_MAX = 2**63 - 1
 YEAR_2258_US = 9_088_000_000_000_123  # > 2**53: a double cannot hold it, nor its successor
 assert YEAR_2258_US > 2**53
 MS_AS_SECONDS_US = 1_684_758_444_000 * 10**6  # the seed's example timestamp in ms, taken for seconds
-
-
-@pytest.fixture
-def store(stack: Stack) -> MessageStore:
-    return MessageStore(connect_redis(stack.redis.url, 1.0, 4, 0.5), idempotency_ttl_s=60)
 
 
 def _chat() -> str:

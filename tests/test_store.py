@@ -15,11 +15,6 @@ from rpc_server.store import MessageStore, idempotency_key, stream_key
 from tests.servers import Stack, free_port
 
 
-@pytest.fixture
-def store(stack: Stack) -> MessageStore:
-    return MessageStore(connect_redis(stack.redis.url, 1.0, 4, 0.5), idempotency_ttl_s=60)
-
-
 def _chat() -> str:
     tag = uuid.uuid4().hex[:8]
     return f"x-{tag}:y-{tag}"

@@ -31,7 +31,7 @@ from typing import Any
 
 from thriftpy2.transport import TCyBufferedTransport, TCyFramedTransport
 
-from rpc_server.message_check import Incomplete, Limits, Malformed, MessageWalker, message_length
+from rpc_server.wire.message_check import Incomplete, Limits, Malformed, MessageWalker, message_length
 
 SNIFF_BYTES = 8
 RECV_BYTES = 65536

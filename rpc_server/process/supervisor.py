@@ -5,7 +5,7 @@ one socket per worker, in a SO_REUSEPORT group that no other server can
 join), so a port in use is its one-line failure, and each worker inherits
 its own socket; the kernel spreads new connections over them (one gevent
 loop uses one core). It checks what the workers would check as they start
-(serving.check_startup), then only supervises: it starts the workers,
+(worker.check_startup), then only supervises: it starts the workers,
 starts another when one dies (on the dead one's socket), forwards SIGTERM
 (each worker then stops gracefully) and serves the workers' metrics, summed
 through prometheus_client's multiprocess files. A worker that exits with

@@ -124,6 +124,18 @@ def _ok(answer: dict[str, Any]) -> dict[str, Any]:
     return answer
 
 
+def _all_texts(rpc: Any, port: int, chat: str) -> list[str]:
+    """Every text stored in `chat`, oldest first (read with thriftpy2)."""
+    client = thrift_client(rpc, port)
+    texts, cursor = [], 0
+    while True:
+        page = client.Pull(rpc.PullRequest(Chat=chat, Cursor=cursor, Limit=100))
+        texts += [m.Text for m in page.Messages]
+        if not page.HasMore:
+            return texts
+        cursor = page.NextCursor
+
+
 @pytest.fixture(params=list(VERSIONS))
 def version(request: pytest.FixtureRequest) -> str:
     return str(request.param)
@@ -197,15 +209,7 @@ def test_64_concurrent_kitex_callers_each_stored_once(
     with _client(kitex_builds, version, tmp_path, "seed", "ttheader", f"127.0.0.1:{stack.rpc.port}") as kitex:
         answer = kitex.call(op="sends", chat=chat, sender=chat.split(":")[0], text="c", count=640, concurrency=64)
     assert answer["outcomes"] == {"code 0": 640}, answer
-    client = thrift_client(rpc, stack.rpc.port)
-    texts, cursor = [], 0
-    while True:
-        page = client.Pull(rpc.PullRequest(Chat=chat, Cursor=cursor, Limit=100))
-        texts += [m.Text for m in page.Messages]
-        if not page.HasMore:
-            break
-        cursor = page.NextCursor
-    assert sorted(texts) == sorted(f"c {i}" for i in range(640))
+    assert sorted(_all_texts(rpc, stack.rpc.port, chat)) == sorted(f"c {i}" for i in range(640))
 
 
 def test_our_idl_client_gets_403_422_and_401(
@@ -315,23 +319,38 @@ def etcd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EtcdServer]:
 @pytest.mark.slow
 @pytest.mark.fault
 def test_kitex_s_etcd_resolver_finds_our_replicas_and_survives_a_sigterm(
-    kitex_builds: dict[str, Path], version: str, stack: Stack, etcd: EtcdServer, tmp_path: Path
+    kitex_builds: dict[str, Path], version: str, stack: Stack, etcd: EtcdServer, tmp_path: Path, rpc: Any
 ) -> None:
     """registry-etcd's resolver reads the registrations our servers write:
-    calls reach both replicas, and keep succeeding while one stops."""
+    calls reach both replicas, and keep succeeding while one stops.
+
+    One race is left, as with a Kitex server: a pooled connection the
+    stopping server has just closed, taken for a call before the client saw
+    it close, fails the call ("EOF"; seen about once in three runs, nothing
+    of it processed). That is the caller's to retry, with the same
+    IdempotencyKey: it is, here, once, and every message is stored once."""
     replicas = [RpcServer(tmp_path, stack.redis.url, ETCD_ENDPOINTS=etcd.url) for _ in range(2)]
     for replica in replicas:
         replica.env["RPC_ADVERTISE_ADDR"] = f"127.0.0.1:{replica.port}"
         replica.start()
-    survivor, victim = replicas
+    victim = replicas[1]
     chat = _chat()
     a = chat.split(":")[0]
     answers: list[dict[str, Any]] = []
+    retried: list[dict[str, Any]] = []
     try:
-        with _client(kitex_builds, version, tmp_path, "seed", "ttheader", etcd.url) as kitex:
+        with _client(kitex_builds, version, tmp_path, "ours", "ttheader", etcd.url) as kitex:
+
+            def send() -> None:
+                text = f"m{len(answers)}"
+                answer = kitex.call(op="send", chat=chat, sender=a, text=text, idempotency_key=f"k-{chat}-{text}")
+                if answer.get("err", "").startswith("remote or network error"):
+                    retried.append(answer)
+                    answer = kitex.call(op="send", chat=chat, sender=a, text=text, idempotency_key=f"k-{chat}-{text}")
+                answers.append(answer)
 
             def sends_reach(server: RpcServer) -> bool:
-                answers.append(kitex.call(op="send", chat=chat, sender=a, text=f"m{len(answers)}"))
+                send()
                 return f'"chat": "{chat}"' in server.log()
 
             for replica in replicas:  # (registered at start; the resolver's cache may take a moment)
@@ -339,15 +358,16 @@ def test_kitex_s_etcd_resolver_finds_our_replicas_and_survives_a_sigterm(
             stopping = threading.Thread(target=victim.stop, args=(signal.SIGTERM,))
             stopping.start()
             while stopping.is_alive():
-                answers.append(kitex.call(op="send", chat=chat, sender=a, text=f"m{len(answers)}"))
+                send()
             for _ in range(20):
-                answers.append(kitex.call(op="send", chat=chat, sender=a, text=f"m{len(answers)}"))
+                send()
     finally:
         for replica in replicas:
             replica.stop()
     failed = [answer for answer in answers if answer.get("err") or answer["code"] != 0]
-    assert not failed, f"{len(failed)} of {len(answers)} calls failed, e.g. {failed[:3]}"
-    assert f'"chat": "{chat}"' in survivor.log()
+    assert not failed, f"{len(failed)} of {len(answers)} calls failed, even retried once, e.g. {failed[:3]}"
+    assert len(retried) <= 2, f"{len(retried)} calls needed their retry: {retried[:3]}"
+    assert sorted(_all_texts(rpc, stack.rpc.port, chat)) == sorted(f"m{i}" for i in range(len(answers)))  # each once
 
 
 def test_the_readme_kitex_snippet_is_the_tested_client_s_code() -> None:

@@ -34,7 +34,9 @@ from typing import Any
 import redis
 
 from bench import memory
-from rpc_server.store import LuaScript, user_chats_key
+from rpc_server.chat_id import parse_chat
+from rpc_server.storage.keys import stream_key
+from rpc_server.storage.store import MessageStore
 
 ROOT = Path(__file__).resolve().parent.parent
 TEXT = memory.TEXT
@@ -99,26 +101,14 @@ class Bench:
         if not shutil.which("redis-benchmark"):
             return {"skipped": "redis-benchmark is not installed"}
         client = redis.Redis.from_url(self.redis_url)
-        sha = client.script_load(LuaScript("send.lua", "retention.lua").source)
+        store = MessageStore(client, idempotency_ttl_s=86400, pipeline_lanes=0)
+        client.script_load(store.send_script.source)
         port = client.connection_pool.connection_kwargs.get("port", 6379)
         host = client.connection_pool.connection_kwargs.get("host", "127.0.0.1")
         commands = {
+            # as the RPC server sends it: the stream, its trim mark, both lists, the notice
             "EVALSHA send.lua": [
-                "EVALSHA",
-                sha,
-                "4",
-                *("im:v1:{bench-rb:x}:m", "im:v1:{bench-rb:x}:t", user_chats_key("bench-rb"), user_chats_key("x")),
-                *(
-                    "bench-rb",
-                    TEXT,
-                    "",
-                    "0",
-                    "0",
-                    "0",
-                    "0",
-                    "bench-rb:x",
-                    "im:v1:{bench-rb:x}:n",
-                ),  # the lists, the notice
+                str(part) for part in store.append_command(parse_chat("bench-rb:x"), "bench-rb", TEXT)
             ],
             "XRANGE COUNT 11": ["XRANGE", chat_key, "-", "+", "COUNT", "11"],
             "XREVRANGE COUNT 11": ["XREVRANGE", chat_key, "+", "-", "COUNT", "11"],
@@ -135,10 +125,10 @@ class Bench:
         loaded = {}
         for size in PULL_SIZES:
             chat = _pull_chat(size)
-            have = client.xlen(f"im:v1:{{{chat}}}:m")
+            have = client.xlen(stream_key(parse_chat(chat)))
             if have < size:
                 memory.load_ours(client, [chat], size - have, TEXT)
-            loaded[chat] = client.xlen(f"im:v1:{{{chat}}}:m")
+            loaded[chat] = client.xlen(stream_key(parse_chat(chat)))
         return loaded
 
     def persistence(self) -> dict[str, str]:
@@ -197,7 +187,7 @@ def plan(bench: Bench) -> None:
     bench.stage("load pull chats (pipelined)", bench.load_chats)
     bench.stage("ceiling: HTTP /ping", lambda: bench.wrk("/ping"))
     bench.stage("ceiling: RPC echo (Health, no Redis)", lambda: bench.thrift("Health"))
-    bench.stage("ceiling: redis-benchmark", lambda: bench.redis_benchmark(f"im:v1:{{{_pull_chat(10_000)}}}:m"))
+    bench.stage("ceiling: redis-benchmark", lambda: bench.redis_benchmark(stream_key(parse_chat(_pull_chat(10_000)))))
     bench.stage("HTTP send", lambda: bench.wrk("/api/send", send_body))
     for size in PULL_SIZES:
         for reverse in (False, True):

@@ -31,7 +31,8 @@ from pathlib import Path
 
 import redis
 
-from rpc_server.store import LuaScript, user_chats_key
+from rpc_server.chat_id import parse_chat
+from rpc_server.storage.store import MessageStore
 
 ROOT = Path(__file__).resolve().parent.parent
 SENDERS = ("alice", "bob")
@@ -47,15 +48,15 @@ assert len(TEXT.encode()) == 71
 
 
 def load_ours(client: redis.Redis, chats: list[str], per_chat: int, text: str) -> None:
-    script = client.register_script(LuaScript("send.lua", "retention.lua").source)
+    """Send `per_chat` messages to each chat as the RPC server does (its own
+    send script and arguments), pipelined; no retention."""
+    store = MessageStore(client, idempotency_ttl_s=86400, pipeline_lanes=0)
+    client.script_load(store.send_script.source)
     pipe = client.pipeline(transaction=False)
     pending = 0
     for chat in chats:
-        # The stream, its trim mark, and both members' conversation lists (updated by the script).
-        keys = [f"im:v1:{{{chat}}}:m", f"im:v1:{{{chat}}}:t", *(user_chats_key(m) for m in chat.split(":"))]
         for i in range(per_chat):
-            args = [SENDERS[i % 2], text, "", 0, 0, 0, "0", chat, f"im:v1:{{{chat}}}:n"]  # no retention
-            script(keys=keys, args=args, client=pipe)
+            pipe.execute_command(*store.append_command(parse_chat(chat), SENDERS[i % 2], text))
             pending += 1
             if pending == BATCH:
                 pipe.execute()

@@ -8,7 +8,7 @@ one call of about 64 KB (a Pull with an unknown field holding a list of
 small structs, which the server must walk element by element) is sent in
 100-byte pieces:
 
-- in process: rpc_server.transport.MessageReader fed one piece per recv,
+- in process: rpc_server.wire.transport.MessageReader fed one piece per recv,
   the walk's CPU time and the bytes it examined (exactly one walk per piece);
 - a real rpc_server (with its own redis-server): the server process's CPU
   time (utime + stime from /proc) for the call, which must still be answered.
@@ -29,8 +29,8 @@ from thriftpy2.thrift import TMessageType
 from thriftpy2.transport import TMemoryBuffer
 
 import idl
-from rpc_server.message_check import Limits
-from rpc_server.transport import MessageReader
+from rpc_server.wire.message_check import Limits
+from rpc_server.wire.transport import MessageReader
 
 _ELEMENT = 8  # a struct {1: i32}: field header 3, i32 4, stop 1
 

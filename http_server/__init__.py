@@ -7,5 +7,6 @@ Layers, top to bottom:
     message_service  the Thrift client: pools, deadlines, Codes to errors
     params     JSON / query / form decoding with strict types
     rpc_pool   pooled, checked Thrift connections with deadlines
-It speaks only Thrift: no Redis connection, no storage logic.
+It speaks only Thrift: no Redis connection, no storage logic. It may
+import idl and plumbing; never rpc_server, nor redis (tests/test_layers.py).
 """

@@ -8,7 +8,7 @@ import sys
 from gunicorn.app.wsgiapp import run
 
 from http_server import config
-from settings import StartupError, fail
+from plumbing.settings import StartupError, fail
 
 
 def main(argv: list[str] | None = None) -> None:

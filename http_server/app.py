@@ -13,13 +13,13 @@ import idl
 from http_server import config, endpoints
 from http_server.auth import Authentication
 from http_server.errors import ApiError, handle_unexpected, serialize_error
-from http_server.logs import configure_logging
 from http_server.message_service import MessageService
 from http_server.resources import AdminChat, AdminUser, Chats, Health, OpenApiSpec, Ping, Pull, Send
 from http_server.rpc_pool import RpcClientPool
 from http_server.slow_clients import BodyTimeout
 from http_server.streaming import Subscribe
-from http_server.telemetry import Metrics, RequestTelemetry
+from http_server.telemetry import Metrics, RequestTelemetry, access_log
+from plumbing.logs import configure_logging
 
 
 def create_app(
@@ -63,7 +63,7 @@ def _body_timeout(req: falcon.Request, resp: falcon.Response, ex: BodyTimeout, p
 def get_app() -> falcon.App[falcon.Request, falcon.Response]:
     loaded = config.for_process()  # this worker's settings, parsed (and the JWT key read) once
     cfg = loaded.config
-    configure_logging(cfg.log_level, bool(cfg.log_requests))
+    configure_logging(cfg.log_level, access_log, bool(cfg.log_requests))
     rpc = idl.load_rpc()
     source: Callable[[], list[endpoints.Endpoint]]
     if cfg.rpc_etcd:

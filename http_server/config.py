@@ -8,7 +8,7 @@ the worker class and `__main__`; each worker for its app, reading the JWT
 key file once, as a worker started later (after a HUP) reads it anew.
 
 Every numeric setting has a range, checked at start-up with the rest
-(ConfigError, a settings.StartupError: one line, exit status 2). The README's
+(ConfigError, a plumbing.settings.StartupError: one line, exit status 2). The README's
 configuration table lists the same names and ranges.
 """
 
@@ -20,7 +20,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING
 
-from settings import Check, OneOf, Range, StartupError, check_host_port, check_url, describe, parse
+from plumbing.cpus import available_cpus
+from plumbing.settings import Check, OneOf, Range, StartupError, check_host_port, check_url, describe, parse
 
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
@@ -30,19 +31,11 @@ if TYPE_CHECKING:
 # patching, and PyJWT's jwks_client imports ssl, which gevent warns about.
 
 
-def _available_cpus() -> int:
-    """CPUs this process may run on (affinity), not the machine's count."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # macOS
-        return os.cpu_count() or 1
-
-
 @dataclass(frozen=True)
 class Config:
     host: str = "0.0.0.0"
     port: int = 8080
-    workers: int = _available_cpus()
+    workers: int = available_cpus()  # the cgroup CPU quota included, as the RPC server counts
     worker_connections: int = 2000
     rpc_addr: str = "127.0.0.1:8888"
     rpc_dns: str = ""

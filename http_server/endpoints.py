@@ -17,18 +17,16 @@ anyway: being wrong about an outage costs less than refusing to look.
 from __future__ import annotations
 
 import atexit
-import json
 import logging
 import socket
 import time
 from collections.abc import Callable
-from urllib.parse import urlsplit
 
 import gevent
-from etcd3gw.client import Etcd3Client
 from prometheus_client import Gauge
 
 from http_server.config import parse_addresses
+from plumbing.kitex_etcd import etcd_client, service_prefix, tcp_address
 
 log = logging.getLogger(__name__)
 
@@ -69,12 +67,8 @@ class EtcdSource:
     ends the worker (a hook registered after etcd3gw's, which runs first)."""
 
     def __init__(self, endpoints: str, service: str) -> None:
-        first = endpoints.split(",")[0].strip()
-        url = urlsplit(first if "://" in first else f"http://{first}")
-        self._client = Etcd3Client(
-            host=url.hostname or "127.0.0.1", port=url.port or 2379, protocol=url.scheme, timeout=2
-        )
-        self._prefix = f"kitex/registry-etcd/{service}/"
+        self._client = etcd_client(endpoints, timeout_s=2)
+        self._prefix = service_prefix(service)
         self._changed = False
         self._watcher: gevent.Greenlet | None = None
         self._cancel: Callable[[], None] | None = None  # the open watch's
@@ -92,12 +86,7 @@ class EtcdSource:
             entries = self._client.get_prefix(self._prefix)
         except Exception as e:  # etcd3gw wraps transport errors in its own types
             raise OSError(f"etcd: {e}") from e
-        found = []
-        for value, _ in entries:
-            info = json.loads(value)
-            if info.get("network", "tcp") == "tcp":
-                host, _, port = info["address"].rpartition(":")
-                found.append((host.strip("[]"), int(port)))
+        found = [address for address in (tcp_address(value) for value, _ in entries) if address is not None]
         return sorted(set(found))
 
     def close(self) -> None:

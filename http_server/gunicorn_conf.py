@@ -2,7 +2,7 @@
 
 Start-up failures: this file runs in gunicorn's master, before anything
 else; a setting that cannot work, or a port that cannot be listened on, is
-one line on stderr and exit status 2 from here (settings.fail), not
+one line on stderr and exit status 2 from here (plumbing.settings.fail), not
 gunicorn's traceback, nor its five one-second retries of a port in use. So
 the master opens the port itself, exclusively (no SO_REUSEPORT: a second
 server on it fails), and hands the socket to gunicorn (`fd://`), whose
@@ -25,10 +25,10 @@ from typing import Any
 
 from http_server.config import Config as _Config
 from http_server.config import for_process as _config_for_process
-from http_server.logs import json_formatter as _json_formatter
-from settings import StartupError as _StartupError
-from settings import cannot_listen as _cannot_listen
-from settings import fail as _fail
+from plumbing.logs import json_formatter as _json_formatter
+from plumbing.settings import StartupError as _StartupError
+from plumbing.settings import cannot_listen as _cannot_listen
+from plumbing.settings import fail as _fail
 
 _BACKLOG = 2048  # gunicorn's default
 

@@ -22,7 +22,7 @@ from prometheus_client import (
     multiprocess,
 )
 
-from http_server.logs import access_log
+from plumbing.logs import LineLog
 
 REQUESTS = Counter(
     "http_requests_total", "HTTP requests answered, by route, method and status", ["route", "method", "status"]
@@ -33,6 +33,7 @@ LATENCY = Histogram(
     ["route", "method"],
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
 )
+access_log = LineLog("http_server.access")  # the one line per request
 _REQUEST_ID = re.compile(r"[!-~]{1,128}")
 # Label values must be a bounded set: gevent passes any method token through,
 # and every new label value is a series kept for ever (in multiprocess mode,

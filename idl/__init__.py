@@ -5,7 +5,7 @@ any other Thrift client); `idl_http.proto` describes the HTTP API. They ship
 as package data, so an installed package or a container image finds them
 next to this file; `IDL_DIR` points elsewhere (for example at an edited copy)
 without reinstalling. `idl.codes` is the table of the Thrift `Code`s and
-their HTTP statuses. This package (with `settings`) is the only code the two
+their HTTP statuses. This package (with `plumbing`) is the only code the two
 servers share; it imports thriftpy2 only when the IDL is loaded, so that
 importing `idl.codes` costs nothing and imports no ssl before gevent's
 patching.

@@ -1,7 +1,7 @@
 """`python -m rpc_server`: serve IMService over Thrift, storing in Redis.
 
 One process (`--workers 1`), or a supervisor of several sharing the port
-(the default: the CPUs available). A start-up failure (settings.StartupError)
+(the default: the CPUs available). A start-up failure (plumbing.settings.StartupError)
 is one line on stderr and exit status 2."""
 
 from gevent import monkey
@@ -14,9 +14,9 @@ import shutil  # noqa: E402
 import sys  # noqa: E402
 import tempfile  # noqa: E402
 
+from plumbing.cpus import available_cpus  # noqa: E402
+from plumbing.settings import StartupError, fail  # noqa: E402
 from rpc_server import config  # noqa: E402
-from rpc_server.cpus import available_cpus  # noqa: E402
-from settings import StartupError, fail  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -35,14 +35,15 @@ def _start(argv: list[str] | None) -> int:
         made = tempfile.mkdtemp(prefix="im-rpc-metrics-")
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = made
         atexit.register(shutil.rmtree, made, True)
-    from rpc_server.observability import configure_logging
+    from plumbing.logs import configure_logging
+    from rpc_server.observability import call_log
 
-    configure_logging(cfg.log_level, bool(cfg.log_requests))
+    configure_logging(cfg.log_level, call_log, bool(cfg.log_requests))
     if workers > 1:
-        from rpc_server.supervisor import supervise
+        from rpc_server.process.supervisor import supervise
 
         return supervise(cfg, workers)
-    from rpc_server.serving import serve
+    from rpc_server.process.worker import serve
 
     return serve(cfg)
 

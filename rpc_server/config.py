@@ -1,7 +1,7 @@
 """RPC server configuration: environment variables, each with a matching flag.
 
 A flag wins over its variable, which wins over the default. Every numeric
-setting has a range, checked at start-up (settings.StartupError: one line,
+setting has a range, checked at start-up (plumbing.settings.StartupError: one line,
 exit status 2). The README's configuration table lists the same names and
 ranges.
 """
@@ -12,7 +12,7 @@ import os
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, fields
 
-from settings import Check, OneOf, Range, StartupError, check_host_port, check_url, describe, parse
+from plumbing.settings import Check, OneOf, Range, StartupError, check_host_port, check_url, describe, parse
 
 
 @dataclass(frozen=True)

@@ -8,14 +8,12 @@ other log lines go through `logging`, formatted as JSON too."""
 
 from __future__ import annotations
 
-import json
-import logging
 import os
-import sys
 import time
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, multiprocess, start_http_server
-from pythonjsonlogger.json import JsonFormatter
+
+from plumbing.logs import LineLog
 
 CALLS = Counter("rpc_calls_total", "Thrift calls answered, by method and Code", ["method", "code"])
 LATENCY = Histogram(
@@ -32,19 +30,7 @@ REDIS_ERRORS = Counter("redis_errors_total", "Failed Redis calls, by kind", ["ki
 STORAGE_FULL = Counter("storage_full_total", "Sends refused because Redis is out of memory (maxmemory reached)")
 
 
-class CallLog:
-    """One JSON object per line on stderr, for the hot per-call line."""
-
-    enabled = True
-
-    def write(self, **fields: object) -> None:
-        now = time.time()
-        stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(now)) + f",{int(now % 1 * 1000):03d}"
-        line = {"asctime": stamp, "level": "INFO", "name": "rpc_server.calls", "pid": os.getpid(), **fields}
-        sys.stderr.write(json.dumps(line) + "\n")
-
-
-call_log = CallLog()
+call_log = LineLog("rpc_server.calls", pid=True)  # the one line per call
 
 
 def record_call(
@@ -74,20 +60,6 @@ def record_call(
             **caller,
             **timeout,
         )
-
-
-def configure_logging(level: str, log_calls: bool) -> None:
-    """JSON lines on stderr; `log_calls` False silences the per-call lines."""
-    # Each LogRecord would look up its thread, process and task names, which
-    # we never print; under gevent, current_thread() builds a dummy thread for
-    # every greenlet (measured: ~40 us per log line in the servers).
-    logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
-    handler = logging.StreamHandler()
-    handler.setFormatter(
-        JsonFormatter("{asctime}{levelname}{name}{message}", style="{", rename_fields={"levelname": "level"})
-    )
-    logging.basicConfig(level=level.upper(), handlers=[handler], force=True)
-    call_log.enabled = log_calls
 
 
 def serve_metrics(host: str, port: int) -> None:

@@ -17,8 +17,6 @@ from typing import Any
 
 from rpc_server import call_context
 from rpc_server.chat_id import Chat, canonical_member, parse_chat
-from rpc_server.conversations import Conversations
-from rpc_server.erasure import Erased, Erasure
 from rpc_server.errors import (
     InvalidArgument,
     PermissionDenied,
@@ -27,10 +25,12 @@ from rpc_server.errors import (
     StorageUnavailable,
     Unauthenticated,
 )
-from rpc_server.notifier import Notifier
 from rpc_server.observability import IN_FLIGHT, record_call
 from rpc_server.paging import Page, effective_limit
-from rpc_server.store import MessageStore, StoredMessage
+from rpc_server.storage.conversations import Conversations
+from rpc_server.storage.erasure import Erased, Erasure
+from rpc_server.storage.notifier import Notifier
+from rpc_server.storage.store import MessageStore, StoredMessage
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +46,7 @@ MAX_IDEMPOTENCY_KEY_LEN = 128
 
 class IMService:
     """The handler thriftpy2 calls. It is given its collaborators (built by
-    the process, rpc_server.serving) rather than building them, so that a
+    the process, rpc_server.process.worker) rather than building them, so that a
     test can create it on a real Redis, or with a part that fails on
     purpose, and call it directly."""
 

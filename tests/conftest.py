@@ -16,8 +16,8 @@ from thriftpy2.rpc import make_client
 from thriftpy2.transport import TCyBufferedTransportFactory, TCyFramedTransportFactory
 
 import idl
-from rpc_server.redis_client import connect_redis
-from rpc_server.store import MessageStore
+from rpc_server.storage.redis_client import connect_redis
+from rpc_server.storage.store import MessageStore
 from tests.servers import RedisCluster, Stack
 
 

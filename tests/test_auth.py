@@ -27,7 +27,7 @@ from http_server import config
 from http_server.app import create_app
 from http_server.auth import Authentication
 from http_server.errors import ApiError, serialize_error
-from settings import StartupError
+from plumbing.settings import StartupError
 from tests.servers import ROOT, HttpServer, Stack, free_port
 
 SECRET = "s3cret-" + "x" * 60  # HS256 wants 32 bytes or more (and HS512, tried below, 64)

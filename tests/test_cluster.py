@@ -13,10 +13,11 @@ import pytest
 import requests
 
 from rpc_server.chat_id import parse_chat
-from rpc_server.conversations import Conversations
-from rpc_server.erasure import Erasure
-from rpc_server.redis_client import connect_redis
-from rpc_server.store import MessageStore, stream_key, user_chats_key
+from rpc_server.storage.conversations import Conversations
+from rpc_server.storage.erasure import Erasure
+from rpc_server.storage.keys import stream_key, user_chats_key
+from rpc_server.storage.redis_client import connect_redis
+from rpc_server.storage.store import MessageStore
 from tests.conftest import Api
 from tests.servers import HttpServer, RedisCluster, RpcServer, scrape_metrics, wait_until
 

@@ -31,7 +31,7 @@ import redis
 from redis.crc import key_slot
 
 from rpc_server.chat_id import parse_chat
-from rpc_server.store import rate_key, stream_key
+from rpc_server.storage.keys import rate_key, stream_key
 from tests.servers import RedisCluster, RedisServer, RpcServer, scrape_metrics, thrift_client, wait_until
 
 pytestmark = pytest.mark.fault

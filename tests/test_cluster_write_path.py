@@ -17,8 +17,9 @@ from redis.crc import key_slot
 
 from rpc_server.chat_id import Chat, parse_chat
 from rpc_server.errors import StorageUnavailable
-from rpc_server.redis_client import connect_redis
-from rpc_server.store import MessageStore, stream_key, user_chats_key
+from rpc_server.storage.keys import stream_key, user_chats_key
+from rpc_server.storage.redis_client import connect_redis
+from rpc_server.storage.store import MessageStore
 from tests.servers import RedisCluster, RedisServer, RpcServer, scrape_metrics, thrift_client, wait_until
 
 

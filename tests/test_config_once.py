@@ -37,12 +37,12 @@ def hook(event, args):
             note("app")
 
 sys.addaudithook(hook)
-import settings
-_parse = settings.parse
+import plumbing.settings
+_parse = plumbing.settings.parse
 def parse(*a, **k):
     note("parse")
     return _parse(*a, **k)
-settings.parse = parse
+plumbing.settings.parse = parse
 from http_server.__main__ import main
 main()
 """

@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from rpc_server.cpus import available_cpus
+from plumbing.cpus import available_cpus
 
 
 def test_cgroup_v2_quota_limits_the_count(tmp_path: Path) -> None:

@@ -104,7 +104,7 @@ def test_dockerfiles_are_slim_non_root_locked_and_carry_the_idl(name: str) -> No
     assert "USER 65534:65534" in text
     assert "-c requirements.lock" in text
     assert "COPY idl ./idl" in text
-    assert "COPY settings ./settings" in text  # both servers read their settings through it
+    assert "COPY plumbing ./plumbing" in text  # both servers read their settings through it
     assert f"dockerfile: deploy/docker/{name}.Dockerfile" in (ROOT / "docker-compose.yml").read_text()
 
 

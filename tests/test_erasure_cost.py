@@ -24,16 +24,17 @@ import redis
 import requests
 
 from rpc_server.chat_id import parse_chat
-from rpc_server.erasure import SCAN_COUNT, Erasure, scan_pattern
-from rpc_server.redis_client import connect_redis
-from rpc_server.store import (
-    MessageStore,
+from rpc_server.storage.erasure import SCAN_COUNT, Erasure
+from rpc_server.storage.keys import (
     erasure_progress_key,
     idempotency_index_key,
     idempotency_key,
     stream_key,
+    user_chat_keys_pattern,
     user_chats_key,
 )
+from rpc_server.storage.redis_client import connect_redis
+from rpc_server.storage.store import MessageStore
 from tests.conftest import Api
 from tests.servers import ADMIN_TOKEN, ROOT, HttpServer, RedisServer, RpcServer, Stack, thrift_client
 
@@ -130,7 +131,7 @@ def test_deleting_a_chat_issues_no_scan_and_answers_within_the_rpc_deadline(big:
 
 def test_records_written_before_the_index_existed_are_indexed_by_a_one_off_command(stack: Stack) -> None:
     """An older version kept no per-chat index of idempotency records:
-    `python -m rpc_server.index_records` adds them (or they expire). (The
+    `python -m rpc_server.tools.index_records` adds them (or they expire). (The
     session's stack: the one-off goes through every record of its Redis.)"""
     api = Api(stack.http.url)
     a, b = f"a-{_tag()}", f"b-{_tag()}"
@@ -143,7 +144,7 @@ def test_records_written_before_the_index_existed_are_indexed_by_a_one_off_comma
     client.set(forever, "x")  # never expires: not a record of ours, left alone
 
     environment = {"PATH": "/usr/bin:/bin", "REDIS_URL": stack.redis.url}
-    argv = [sys.executable, "-m", "rpc_server.index_records"]
+    argv = [sys.executable, "-m", "rpc_server.tools.index_records"]
     done = subprocess.run(argv, cwd=ROOT, env=environment, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     counts = json.loads(done.stdout)
@@ -186,7 +187,7 @@ def test_erasing_a_user_runs_in_batches_and_a_repeated_call_resumes(big: BigStac
     big.send(other, x, "stays")
     client = big.client()
     client.zrem(user_chats_key(e), lagging)  # as if the list update had been lost
-    one_pass = _scan_calls_for_one_pass(client, scan_pattern(e), SCAN_COUNT)
+    one_pass = _scan_calls_for_one_pass(client, user_chat_keys_pattern(e), SCAN_COUNT)
     client.config_resetstat()
 
     answers = []

@@ -8,6 +8,7 @@ only fails here. Pure logic: no server."""
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import json
 import pkgutil
 import re
@@ -28,10 +29,11 @@ def _error_classes() -> list[type[errors.ServiceError]]:
     the answer does not depend on which other tests ran first here) that
     brings a code of its own; a subclass that keeps its parent's code (the
     notifier's TooManyWaiters is a StorageUnavailable) only words it anew."""
-    for module in pkgutil.iter_modules(rpc_server.__path__):
-        source = Path(rpc_server.__path__[0], f"{module.name}.py").read_text()
-        if "monkey.patch_all()" not in source:  # not the entry points: they patch this process at import
-            importlib.import_module(f"rpc_server.{module.name}")
+    for module in pkgutil.walk_packages(rpc_server.__path__, "rpc_server."):
+        spec = importlib.util.find_spec(module.name)
+        assert spec is not None and spec.origin is not None, module.name
+        if "monkey.patch_all()" not in Path(spec.origin).read_text():  # not the entry points: they patch at import
+            importlib.import_module(module.name)
     found: list[type[errors.ServiceError]] = []
     pending: list[type[errors.ServiceError]] = [errors.ServiceError]
     while pending:

@@ -18,7 +18,8 @@ import requests
 
 from rpc_server.chat_id import parse_chat
 from rpc_server.errors import ServiceError
-from rpc_server.store import MessageStore, stream_key, user_chats_key
+from rpc_server.storage.keys import stream_key, user_chats_key
+from rpc_server.storage.store import MessageStore
 from tests.conftest import Api
 from tests.servers import Stack
 from tests.test_migrate_seed import run_subprocess, write_seed

@@ -24,8 +24,9 @@ import pytest
 import redis
 
 from rpc_server.chat_id import Chat, parse_chat
-from rpc_server.redis_client import connect_redis
-from rpc_server.store import MessageStore, stream_key, trim_mark_key
+from rpc_server.storage.keys import stream_key, trim_mark_key
+from rpc_server.storage.redis_client import connect_redis
+from rpc_server.storage.store import MessageStore
 from tests.conftest import Api
 from tests.servers import ROOT, RedisServer, Stack
 
@@ -212,7 +213,7 @@ def test_a_mark_left_by_an_older_version_for_an_emptied_chat(log: Chatlog) -> No
 
 
 def test_over_http_an_ascending_pull_past_the_last_message_of_a_swept_chat(own_stack: Stack) -> None:
-    """The issue's reproduction, end to end: `python -m rpc_server.sweep`
+    """The issue's reproduction, end to end: `python -m rpc_server.tools.sweep`
     empties a chat; a pull from past its last message lost nothing. (A
     stack of its own: the sweep trims every chat of its Redis.)"""
     stack = own_stack
@@ -220,7 +221,7 @@ def test_over_http_an_ascending_pull_past_the_last_message_of_a_swept_chat(own_s
     log.plant_old([30, 20, 10])
     environment = {"PATH": "/usr/bin:/bin", "REDIS_URL": stack.redis.url, "RETENTION_MAX_AGE_S": "5"}
     swept = subprocess.run(
-        [sys.executable, "-m", "rpc_server.sweep"],
+        [sys.executable, "-m", "rpc_server.tools.sweep"],
         cwd=ROOT,
         env=environment,
         capture_output=True,
@@ -257,7 +258,7 @@ def test_count_retention_trims_at_most_a_batch_per_send_and_the_sweep_finishes(t
         raw = server.client()
         assert raw.xlen(stream_key(chat)) == 2501 - 1000
         environment = {"PATH": "/usr/bin:/bin", "REDIS_URL": server.url, "RETENTION_MAX_MESSAGES": "10"}
-        argv = [sys.executable, "-m", "rpc_server.sweep"]
+        argv = [sys.executable, "-m", "rpc_server.tools.sweep"]
         swept = subprocess.run(argv, cwd=ROOT, env=environment, capture_output=True, text=True, timeout=60)
         assert swept.returncode == 0, swept.stderr
         assert json.loads(swept.stdout)["messages_trimmed"] == 1501 - 10

@@ -17,10 +17,11 @@ import pytest
 import requests
 
 from rpc_server.chat_id import parse_chat
-from rpc_server.conversations import Conversations
 from rpc_server.errors import StorageUnavailable
-from rpc_server.redis_client import connect_redis
-from rpc_server.store import MessageStore, idempotency_key, stream_key, user_chats_key
+from rpc_server.storage.conversations import Conversations
+from rpc_server.storage.keys import idempotency_key, stream_key, user_chats_key
+from rpc_server.storage.redis_client import connect_redis
+from rpc_server.storage.store import MessageStore
 from tests.conftest import Api
 from tests.servers import ADMIN_TOKEN, ROOT, HttpServer, RpcServer, Stack, thrift_client, wait_until
 
@@ -299,7 +300,7 @@ def test_reindex_rebuilds_lost_lists_and_drops_stale_entries(api: Api, stack: St
     redis.zadd(user_chats_key(b), {f"{b}:gone-{_tag()}": 1})  # stale: no such chat
 
     result = subprocess.run(
-        [sys.executable, "-m", "rpc_server.reindex"],
+        [sys.executable, "-m", "rpc_server.tools.reindex"],
         cwd=ROOT,
         env={"PATH": "/usr/bin:/bin", "REDIS_URL": stack.redis.url},
         capture_output=True,
@@ -378,14 +379,14 @@ def test_sweep_applies_retention_to_chats_nobody_writes_to(stack: Stack, retenti
         environment = {"PATH": "/usr/bin:/bin", "REDIS_URL": stack.redis.url, **env}
         return subprocess.run(argv, cwd=ROOT, env=environment, capture_output=True, text=True, timeout=120)
 
-    imported = tool("rpc_server.migrate_seed", "--match", idle)
+    imported = tool("rpc_server.tools.migrate_seed", "--match", idle)
     assert imported.returncode == 0, imported.stderr
     old = hour_ago * 10**6
     fresh = _send(client, rpc, busy, busy.split(":")[0], "fresh")
     assert [m.SendTime for m in _pull(client, rpc, idle).Messages] == [old]  # no send: not trimmed yet
 
-    assert tool("rpc_server.sweep").returncode == 2  # no retention configured: refuses to guess
-    result = tool("rpc_server.sweep", RETENTION_MAX_AGE_S="600")
+    assert tool("rpc_server.tools.sweep").returncode == 2  # no retention configured: refuses to guess
+    result = tool("rpc_server.tools.sweep", RETENTION_MAX_AGE_S="600")
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["messages_trimmed"] >= 1, result.stdout
     page = _pull(client, rpc, idle)

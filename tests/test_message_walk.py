@@ -18,8 +18,8 @@ import pytest
 from thriftpy2.protocol.binary import TBinaryProtocol
 
 from bench.trickled_call import PieceSocket, read_in_pieces, trickled_call
-from rpc_server.message_check import Limits, Malformed, MessageWalker, message_length
-from rpc_server.transport import MessageReader
+from rpc_server.wire.message_check import Limits, Malformed, MessageWalker, message_length
+from rpc_server.wire.transport import MessageReader
 from tests.servers import Stack
 from tests.test_hostile_thrift import HOSTILE
 

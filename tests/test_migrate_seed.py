@@ -1,4 +1,4 @@
-"""`python -m rpc_server.migrate_seed` against real redis-servers: the seed's
+"""`python -m rpc_server.tools.migrate_seed` against real redis-servers: the seed's
 data (a sorted set per chat, Go's JSON members, scores in seconds) written
 exactly as the seed wrote it, migrated, and read back through the HTTP API,
 Redis, and a second run."""
@@ -19,10 +19,14 @@ from typing import Any
 import pytest
 import redis
 
-from rpc_server import migrate_seed
 from rpc_server.chat_id import parse_chat
-from rpc_server.migrate_seed import Migration, SeedMessage, make_plan, migrating_key
-from rpc_server.store import stream_key, user_chats_key
+from rpc_server.storage.keys import migrating_key, stream_key, user_chats_key
+from rpc_server.storage.seed_import import ImportTarget
+from rpc_server.tools.migrate_seed import __main__ as migrate_seed
+from rpc_server.tools.migrate_seed.migration import ATTEMPTS
+from rpc_server.tools.migrate_seed.parse import SeedMessage
+from rpc_server.tools.migrate_seed.plan import make_plan
+from rpc_server.tools.migrate_seed.report import Report
 from tests.conftest import Api
 from tests.servers import ROOT, RedisCluster, RedisServer, Stack
 
@@ -79,7 +83,7 @@ def run_subprocess(env: dict[str, str], *args: str) -> tuple[int, dict[str, Any]
     """The command as an operator runs it; (exit status, its JSON report, stderr)."""
     clean = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "REDIS_CLUSTER_NODES")}
     done = subprocess.run(
-        [sys.executable, "-m", "rpc_server.migrate_seed", "--json", *args],
+        [sys.executable, "-m", "rpc_server.tools.migrate_seed", "--json", *args],
         env={**clean, **env},
         cwd=ROOT,
         capture_output=True,
@@ -448,16 +452,16 @@ def test_a_send_during_the_merge_makes_it_retry_and_keeps_the_send(
     key = stream_key(parse_chat("a:b"))
     client.xadd(key, {"s": "b", "t": "live"}, id=f"{(T0 + 10) * 10**6}-0")
     write_seed(client, "a:b", [("a", "old", T0)])
-    original = Migration._merge
+    original = ImportTarget.merge
     sends: list[int] = []
 
-    def merge_with_a_send(self: Migration, *args: Any) -> None:
+    def merge_with_a_send(self: ImportTarget, *args: Any) -> None:
         if len(sends) < 2:  # a send arrives after the stream was read, twice
             sends.append((T0 + 20 + len(sends)) * 10**6)
             client.xadd(key, {"s": "b", "t": f"sent meanwhile {len(sends)}"}, id=f"{sends[-1]}-0")
         original(self, *args)
 
-    monkeypatch.setattr(Migration, "_merge", merge_with_a_send)
+    monkeypatch.setattr(ImportTarget, "merge", merge_with_a_send)
     code, report = run(server.url)
 
     assert code == 0 and report["chats_merged"] == 1 and report["messages_added"] == 1
@@ -478,14 +482,14 @@ def test_a_chat_that_keeps_changing_is_reported_failed_and_left_intact(
     client.xadd(key, {"s": "b", "t": "live"}, id=f"{(T0 + 10) * 10**6}-0")
     write_seed(client, "a:b", [("a", "old", T0)])
     write_seed(client, "c:d", [("c", "fine", T0)])
-    original = Migration._merge
+    original = ImportTarget.merge
     sent = iter(range(1, 1000))
 
-    def merge_with_a_send(self: Migration, *args: Any) -> None:
+    def merge_with_a_send(self: ImportTarget, *args: Any) -> None:
         client.xadd(key, {"s": "b", "t": "busy"}, id=f"{(T0 + 100) * 10**6 + next(sent)}-0")
         original(self, *args)
 
-    monkeypatch.setattr(Migration, "_merge", merge_with_a_send)
+    monkeypatch.setattr(ImportTarget, "merge", merge_with_a_send)
     code, report = run(server.url)
 
     assert code == 1
@@ -493,7 +497,7 @@ def test_a_chat_that_keeps_changing_is_reported_failed_and_left_intact(
     assert report["failed_chats"][0]["chat"] == "a:b"
     assert "kept changing" in report["failed_chats"][0]["error"]
     assert report["messages_added"] == 1  # c:d went on
-    assert [t for _, _, t in stream(client, "a:b")] == ["live"] + ["busy"] * migrate_seed.ATTEMPTS
+    assert [t for _, _, t in stream(client, "a:b")] == ["live"] + ["busy"] * ATTEMPTS
     assert not client.exists(migrating_key(parse_chat("a:b")))
 
 
@@ -562,13 +566,13 @@ def test_wrapper_script() -> None:
     assert os.access(script, os.X_OK)
     text = script.read_text()
     assert 'source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"' in text
-    assert 'exec "$PY" -m rpc_server.migrate_seed "$@"' in text
+    assert 'exec "$PY" -m rpc_server.tools.migrate_seed "$@"' in text
     subprocess.run(["bash", "-n", str(script)], check=True)
 
 
 @pytest.mark.parametrize("dry_run", [False, True])
 def test_every_summary_line_separates_its_label_from_its_value(dry_run: bool) -> None:
     """`updated:2` once ran together in the dry run's longest label."""
-    report = migrate_seed.Report(dry_run=dry_run)
+    report = Report(dry_run=dry_run)
     for line in report.summary().splitlines()[1:]:
         assert re.fullmatch(r" +[^:]+: +\S.*| +'.*': .*| +\.\.\. .*|  took .*", line), line

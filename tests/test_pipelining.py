@@ -9,7 +9,7 @@ import gevent
 import pytest
 import redis
 
-from rpc_server.pipelining import AutoPipeline, command_key
+from rpc_server.storage.pipelining import AutoPipeline, command_key
 from tests.servers import Stack, free_port
 
 

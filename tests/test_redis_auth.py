@@ -24,12 +24,12 @@ import redis
 from redis.exceptions import RedisClusterException
 from thriftpy2.rpc import make_client
 
+from plumbing.settings import StartupError
 from rpc_server import config
 from rpc_server.chat_id import parse_chat
 from rpc_server.errors import StorageUnavailable
-from rpc_server.redis_client import ClusterNodes, connect_redis, parse_cluster_nodes, redacted
-from rpc_server.store import MessageStore
-from settings import StartupError
+from rpc_server.storage.redis_client import ClusterNodes, connect_redis, parse_cluster_nodes, redacted
+from rpc_server.storage.store import MessageStore
 from tests.servers import Process, RedisCluster, RedisServer, RpcServer, free_port
 
 USER = "im-app"

@@ -2,7 +2,7 @@
 and each failure class answers its Thrift Code and Msg, and stores nothing.
 
 No RPC or HTTP server runs: the service is given its collaborators, as the
-process (rpc_server.serving) gives them, and called with the request
+process (rpc_server.process.worker) gives them, and called with the request
 objects thriftpy2 would hand it. Where a failure must be injected, a part
 of the store is replaced by one that raises.
 """
@@ -17,13 +17,14 @@ import pytest
 import redis
 
 from rpc_server.chat_id import Chat, parse_chat
-from rpc_server.conversations import Conversations
-from rpc_server.erasure import Erasure
 from rpc_server.errors import StorageUnavailable
-from rpc_server.notifier import Notifier
-from rpc_server.redis_client import connect_redis
 from rpc_server.service import MAX_ERASE_BUDGET_MS, MAX_IDEMPOTENCY_KEY_LEN, IMService
-from rpc_server.store import MessageStore, StoredMessage, stream_key, user_chats_key
+from rpc_server.storage.conversations import Conversations
+from rpc_server.storage.erasure import Erasure
+from rpc_server.storage.keys import stream_key, user_chats_key
+from rpc_server.storage.notifier import Notifier
+from rpc_server.storage.redis_client import connect_redis
+from rpc_server.storage.store import MessageStore, StoredMessage
 from tests.servers import RedisServer, free_port
 
 MAX_TEXT = 20

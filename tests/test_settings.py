@@ -14,8 +14,8 @@ from types import ModuleType
 import pytest
 
 from http_server import config as http_config
+from plumbing.settings import OneOf, Range, StartupError
 from rpc_server import config as rpc_config
-from settings import OneOf, Range, StartupError
 
 ROOT = Path(__file__).resolve().parent.parent
 SERVERS = {"rpc_server": rpc_config, "http_server": http_config}

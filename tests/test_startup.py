@@ -164,7 +164,9 @@ def test_rpc_idl_dir_without_the_idl(tmp_path: Path) -> None:
     _assert_one_line(done, "IDL_DIR", str(tmp_path))
 
 
-@pytest.mark.parametrize("tool", ["rpc_server.sweep", "rpc_server.reindex", "rpc_server.migrate_seed"])
+@pytest.mark.parametrize(
+    "tool", ["rpc_server.tools.sweep", "rpc_server.tools.reindex", "rpc_server.tools.migrate_seed"]
+)
 def test_the_tools_that_read_the_rpc_settings_fail_the_same_way(tool: str) -> None:
     done = _run([sys.executable, "-m", tool], REDIS_URL="redis://127.0.0.1:1/0", REDIS_POOL_SIZE="0")
     assert _assert_one_line(done, "REDIS_POOL_SIZE", "'0'", "1..100000").startswith(tool + ": ")

@@ -10,8 +10,9 @@ import redis
 
 from rpc_server.chat_id import parse_chat
 from rpc_server.errors import IdempotencyConflict, StorageUnavailable
-from rpc_server.redis_client import connect_redis
-from rpc_server.store import MessageStore, idempotency_key, stream_key
+from rpc_server.storage.keys import idempotency_key, stream_key
+from rpc_server.storage.redis_client import connect_redis
+from rpc_server.storage.store import MessageStore
 from tests.servers import Stack, free_port
 
 

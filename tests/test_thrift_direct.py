@@ -14,7 +14,7 @@ from thriftpy2.protocol import TCyBinaryProtocol
 from thriftpy2.thrift import TApplicationException, TMessageType, TType
 from thriftpy2.transport import TCyBufferedTransport, TCyMemoryBuffer, TSocket
 
-from rpc_server import ttheader
+from rpc_server.wire import ttheader
 from tests.conftest import ThriftClientFactory
 from tests.servers import Stack, wait_until
 
@@ -199,7 +199,7 @@ def test_unsupported_protocols_are_closed_with_a_clear_log_line(
 
 
 def _ttheader_call(seq_id: int, payload: bytes, framed: bool, int_info: dict[int, str]) -> bytes:
-    """A TTHeader request as Kitex lays it out (written here independently of rpc_server.ttheader)."""
+    """A TTHeader request as Kitex lays it out (written here independently of rpc_server.wire.ttheader)."""
     if framed:
         payload = struct.pack(">I", len(payload)) + payload
     info = b"\x00\x00\x10" + struct.pack(">H", len(int_info))  # binary, no transforms, int key/values

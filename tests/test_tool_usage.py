@@ -25,9 +25,9 @@ def usage(module: str) -> str:
 @pytest.mark.parametrize(
     ("module", "shown"),
     [
-        ("rpc_server.sweep", ["--retention-max-age-s", "--retention-max-messages", "--redis-url"]),
-        ("rpc_server.reindex", ["--redis-url", "--redis-cluster-nodes"]),
-        ("rpc_server.migrate_seed", ["--dry-run", "--source-url"]),
+        ("rpc_server.tools.sweep", ["--retention-max-age-s", "--retention-max-messages", "--redis-url"]),
+        ("rpc_server.tools.reindex", ["--redis-url", "--redis-cluster-nodes"]),
+        ("rpc_server.tools.migrate_seed", ["--dry-run", "--source-url"]),
     ],
 )
 def test_each_tool_prints_its_own_usage(module: str, shown: list[str]) -> None:

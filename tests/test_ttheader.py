@@ -1,4 +1,4 @@
-"""Kitex's TTHeader codec (rpc_server.ttheader), pure logic: real Kitex
+"""Kitex's TTHeader codec (rpc_server.wire.ttheader), pure logic: real Kitex
 requests decoded, replies encoded, and malformed headers refused."""
 
 from __future__ import annotations
@@ -7,8 +7,8 @@ import struct
 
 import pytest
 
-from rpc_server import ttheader
-from rpc_server.ttheader import BadHeader, Header
+from rpc_server.wire import ttheader
+from rpc_server.wire.ttheader import BadHeader, Header
 
 # Captured from the Kitex clients under tests/kitex/ (a Send from the seed
 # template's IDL, with transport.TTHeader, ClientTTHeaderHandler and

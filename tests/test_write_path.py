@@ -18,12 +18,12 @@ import redis
 from prometheus_client import REGISTRY
 
 from rpc_server.chat_id import Chat, parse_chat
-from rpc_server.conversations import Conversations
-from rpc_server.erasure import Erasure
 from rpc_server.errors import StorageUnavailable
-from rpc_server.redis_client import connect_redis
 from rpc_server.service import IMService
-from rpc_server.store import MessageStore
+from rpc_server.storage.conversations import Conversations
+from rpc_server.storage.erasure import Erasure
+from rpc_server.storage.redis_client import connect_redis
+from rpc_server.storage.store import MessageStore
 from tests.servers import RedisServer, Stack, wait_until
 
 

@@ -5,7 +5,7 @@ FROM python:3.11-slim AS build
 WORKDIR /src
 COPY pyproject.toml requirements.lock README.md ./
 COPY idl ./idl
-COPY settings ./settings
+COPY plumbing ./plumbing
 COPY rpc_server ./rpc_server
 COPY http_server ./http_server
 COPY imctl ./imctl

@@ -1,35 +1,6 @@
 """The message store: one Redis stream per chat.
 
-Key layout (every key versioned, and all of a chat's keys in one Redis
-Cluster hash slot through the `{a:b}` hash tag):
-
-    im:v1:{<first>:<second>}:m          stream; entry ID "<send_time>-0",
-                                        fields s=<sender>, t=<text>
-    im:v1:{<first>:<second>}:t          string "<boundary> <first>", once
-                                        retention trimmed the chat: every
-                                        message before the boundary is gone
-                                        (none after); first = the oldest
-                                        trimmed (retention.lua; absent or
-                                        "0": nothing trimmed)
-    im:v1:{<first>:<second>}:n          not a key: the chat's shard channel,
-                                        on which each send is announced
-    im:v1:{<first>:<second>}:k:<key>    string "<send_time> <fingerprint>",
-                                        expires after the idempotency TTL
-    im:v1:{<first>:<second>}:k          sorted set, the chat's record index:
-                                        member <key> (of each record above),
-                                        score when it expires (Unix s);
-                                        expires a minute after its last
-                                        record at most. Lets a chat's
-                                        deletion find its records without a
-                                        SCAN (erasure.py)
-    im:v1:rl:{<sender>}                 string, the sender's GCRA state (only
-                                        with rate limiting on); expires
-    im:v1:u:{<user>}:c                  sorted set, the user's conversation
-                                        list: member "<first>:<second>",
-                                        score the chat's last send_time
-    im:v1:u:{<user>}:e                  string, an erasure of the user under
-                                        way: where its SCAN resumes (JSON);
-                                        expires after an hour (erasure.py)
+Every key and channel it uses is in keys.py, with the layout.
 
 Semantics the service relies on:
 
@@ -83,13 +54,12 @@ against redis-py 8.1's source:
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
-from importlib import resources
+from collections.abc import Iterator, Sequence
 from typing import Any, NamedTuple
 
 import redis
 
-from rpc_server.chat_id import Chat, parse_chat_or_none
+from rpc_server.chat_id import Chat
 from rpc_server.errors import IdempotencyConflict, RateLimited, SendTimeExhausted, StorageUnavailable
 from rpc_server.paging import (
     EMPTIED_BY_AN_OLDER_VERSION,
@@ -100,10 +70,20 @@ from rpc_server.paging import (
     parse_trim_mark,
     range_bounds,
 )
-from rpc_server.pipelining import runner
-from rpc_server.redis_client import storage_errors
-
-KEY_PREFIX = "im:v1:"
+from rpc_server.storage.keys import (
+    ALL_CHAT_STREAMS,
+    chat_of_key,
+    idempotency_index_key,
+    idempotency_key,
+    notify_channel,
+    rate_key,
+    stream_key,
+    trim_mark_key,
+    user_chats_key,
+)
+from rpc_server.storage.pipelining import runner
+from rpc_server.storage.redis_client import storage_errors
+from rpc_server.storage.scripts import LuaScript
 
 # send.lua's statuses that are failures (0 is stored, 1 a replay: both answered with their send_time)
 CONFLICT, EXHAUSTED = 2, 3
@@ -115,61 +95,9 @@ class StoredMessage(NamedTuple):
     text: str
 
 
-def stream_key(chat: Chat) -> str:
-    return f"{KEY_PREFIX}{{{chat.id}}}:m"
-
-
-def trim_mark_key(chat: Chat) -> str:
-    """Where retention.lua records, once it trimmed the chat, which send_times
-    are gone (paging.TrimMark)."""
-    return f"{KEY_PREFIX}{{{chat.id}}}:t"
-
-
-def notify_channel(chat: Chat) -> str:
-    """The chat's shard channel (SPUBLISH): send.lua announces each new
-    message's send_time on it; waiting pulls listen (notifier.py)."""
-    return f"{KEY_PREFIX}{{{chat.id}}}:n"
-
-
-def idempotency_key(chat: Chat, key: str) -> str:
-    return f"{KEY_PREFIX}{{{chat.id}}}:k:{key}"
-
-
-def idempotency_index_key(chat: Chat) -> str:
-    """The chat's index of its idempotency records (send.lua keeps it):
-    `idempotency_key(chat, member)` for each member."""
-    return f"{KEY_PREFIX}{{{chat.id}}}:k"
-
-
-def user_chats_key(user: str) -> str:
-    """The user's conversation list. Its hash tag is the user's (as for
-    rate_key), so in a cluster it lives on another shard than the chat."""
-    return f"{KEY_PREFIX}u:{{{user}}}:c"
-
-
-def erasure_progress_key(user: str) -> str:
-    """Where an erasure of `user` that ran out of time records where its
-    SCAN resumes (erasure.py); on the user's shard, as the user's list."""
-    return f"{KEY_PREFIX}u:{{{user}}}:e"
-
-
-def rate_key(sender: str) -> str:
-    return f"{KEY_PREFIX}rl:{{{sender}}}"
-
-
 def fingerprint(sender: str, text: str) -> str:
     """What an idempotent retry must repeat: same sender and text."""
     return hashlib.blake2b(f"{sender}\0{text}".encode(), digest_size=16).hexdigest()
-
-
-class LuaScript:
-    """A script called by its SHA1 (EVALSHA), loaded again when Redis lost it;
-    `prelude` files (shared functions) are prepended to it."""
-
-    def __init__(self, name: str, *prelude: str) -> None:
-        files = resources.files(__package__)
-        self.source = "\n".join(files.joinpath(part).read_text() for part in (*prelude, name))
-        self.sha = hashlib.sha1(self.source.encode()).hexdigest()
 
 
 class MessageStore:
@@ -224,14 +152,7 @@ class MessageStore:
         send_time without storing anything; a different message with the
         same key raises IdempotencyConflict.
         """
-        keys = [stream_key(chat), trim_mark_key(chat)]
-        if key is not None:
-            keys += [idempotency_key(chat, key), idempotency_index_key(chat)]
-        lists = chat.members if self.updates_lists_on_append else ()
-        keys += [user_chats_key(member) for member in lists]
-        args: list[str | int] = [sender, text, fingerprint(sender, text), self._idempotency_ttl_s, *self._retention]
-        args += ["1" if key is not None else "0", chat.id if lists else "", notify_channel(chat)]
-        args.append("1" if self._wait_replicas else "0")  # a replay writes, so that WAIT covers the original
+        keys, args = self._send_arguments(chat, sender, text, key)
         with storage_errors(sending=True):
             if self._wait_replicas:
                 status, send_time = self._append_replicated(keys, args)
@@ -245,6 +166,27 @@ class MessageStore:
                 "possible; delete the chat or repair its data"
             )
         return int(send_time)
+
+    def append_command(self, chat: Chat, sender: str, text: str) -> tuple[Any, ...]:
+        """The EVALSHA that append() sends for a message without a key (the
+        benchmark loads chats with it); its script is `send_script`."""
+        return self.send_script.command(*self._send_arguments(chat, sender, text, None))
+
+    @property
+    def send_script(self) -> LuaScript:
+        return self._send_script
+
+    def _send_arguments(self, chat: Chat, sender: str, text: str, key: str | None) -> tuple[list[str], list[str | int]]:
+        """send.lua's KEYS and ARGV."""
+        keys = [stream_key(chat), trim_mark_key(chat)]
+        if key is not None:
+            keys += [idempotency_key(chat, key), idempotency_index_key(chat)]
+        lists = chat.members if self.updates_lists_on_append else ()
+        keys += [user_chats_key(member) for member in lists]
+        args: list[str | int] = [sender, text, fingerprint(sender, text), self._idempotency_ttl_s, *self._retention]
+        args += ["1" if key is not None else "0", chat.id if lists else "", notify_channel(chat)]
+        args.append("1" if self._wait_replicas else "0")  # a replay writes, so that WAIT covers the original
+        return keys, args
 
     def read(self, chat: Chat, cursor: int, limit: int, reverse: bool) -> Page[StoredMessage]:
         """Up to `limit` messages from `cursor` (a send_time, inclusive).
@@ -313,6 +255,15 @@ class MessageStore:
             self._raise_first_error(replies)
         return [_stored(reply[0]) if reply else None for reply in replies]
 
+    def chats(self) -> Iterator[Chat]:
+        """Every chat that has a stream, by SCAN: O(all keys), for the
+        operator tools and repairs, never for a request."""
+        with storage_errors():
+            for key in self._redis.scan_iter(match=ALL_CHAT_STREAMS, count=1000, _type="stream"):
+                chat = chat_of_key(key)
+                if chat is not None:
+                    yield chat
+
     def ping(self) -> bool:
         with storage_errors():
             return bool(self._redis.ping())
@@ -333,7 +284,7 @@ class MessageStore:
         (WAITAOF, Redis 7.2+, counts the same per-connection offset; reading
         replicas' offsets from INFO would mean polling.)"""
         master = self._commands.client_for(keys[0])
-        command = ("EVALSHA", self._send_script.sha, len(keys), *keys, *args)
+        command = self._send_script.command(keys, args)
         for attempt in range(2):
             pipe = master.pipeline(transaction=False)
             pipe.execute_command(*command)
@@ -357,21 +308,8 @@ class MessageStore:
         return reply
 
     def eval_script(self, script: LuaScript, keys: Sequence[str], args: Sequence[str | int]) -> Any:
-        """Run a script by its SHA1, loading it first if Redis lost it (it did not run then)."""
-        command = ("EVALSHA", script.sha, len(keys), *keys, *args)
-        try:
-            return self._commands.execute(*command)
-        except redis.exceptions.NoScriptError:  # Redis restarted or flushed its scripts: it did not run
-            self._commands.client_for(keys[0]).script_load(script.source)  # on that key's node
-            return self._commands.execute(*command)
-
-
-def chat_of_key(key: str) -> Chat | None:
-    """The chat whose hash tag `key` carries ("im:v1:{a:b}:..."), if any."""
-    if not key.startswith(KEY_PREFIX + "{"):
-        return None
-    tag, sep, _ = key[len(KEY_PREFIX) + 1 :].partition("}")
-    return parse_chat_or_none(tag) if sep else None
+        """Run a script, coalesced with concurrent commands (scripts.py: NOSCRIPT)."""
+        return script.run(self._commands.execute, self._commands.client_for, keys, args)
 
 
 def _stored(entry: tuple[str, dict[str, str]]) -> StoredMessage:

@@ -1,6 +1,6 @@
 -- Add one idempotency record written by an older version (which kept no
 -- index) to its chat's record index, as send.lua would have
--- (rpc_server/index_records.py, a one-off after upgrading).
+-- (rpc_server/storage/index_records.py, a one-off after upgrading).
 --
 -- KEYS[1]  the record        im:v1:{a:b}:k:<key>
 -- KEYS[2]  its chat's index  im:v1:{a:b}:k

@@ -5,7 +5,7 @@ idempotency records and its entry in both members' conversation lists. It
 costs what the chat holds, never the size of the database: the records are
 found through the chat's record index (im:v1:{a:b}:k, kept by send.lua),
 not by a SCAN. (Records written before the index existed are not in it:
-`python -m rpc_server.index_records` adds them, or they expire within
+`python -m rpc_server.tools.index_records` adds them, or they expire within
 IDEMPOTENCY_TTL_S; an erasure finds them anyway.)
 
 Erasing a user deletes every chat the user is in, then the user's own list
@@ -40,29 +40,23 @@ from typing import Any, cast
 import redis
 
 from rpc_server.chat_id import Chat, parse_chat_or_none
-from rpc_server.redis_client import storage_errors
-from rpc_server.store import (
-    KEY_PREFIX,
-    MessageStore,
+from rpc_server.storage.keys import (
     chat_of_key,
     erasure_progress_key,
     idempotency_index_key,
     rate_key,
     stream_key,
     trim_mark_key,
+    user_chat_keys_pattern,
     user_chats_key,
 )
+from rpc_server.storage.redis_client import storage_errors
+from rpc_server.storage.store import MessageStore
 
 SCAN_COUNT = 1000  # keys one SCAN step looks at
 LIST_PAGE = 100  # conversation-list entries read at a time
 RECORD_BATCH = 1000  # idempotency records deleted per command
 PROGRESS_TTL_S = 3600  # an interrupted erasure resumes within this long, else starts over
-
-
-def scan_pattern(user: str) -> str:
-    """The chat keys whose tag names `user` (and some that merely contain it:
-    the caller checks). Member names hold no glob characters."""
-    return f"{KEY_PREFIX}{{*{user}*"
 
 
 @dataclass
@@ -107,7 +101,7 @@ class Erasure:
                     self._save_progress(user, cursors)
                     return erased
                 name = min(cursors)
-                cursor, keys = nodes[name].scan(cursors[name], match=scan_pattern(user), count=SCAN_COUNT)
+                cursor, keys = nodes[name].scan(cursors[name], match=user_chat_keys_pattern(user), count=SCAN_COUNT)
                 self._delete_found(user, cast(list[str], keys), erased)
                 if int(cursor) == 0:
                     del cursors[name]

@@ -1,6 +1,6 @@
 """`--workers N`: N server processes sharing one port.
 
-This parent opens the port once, before anything else (rpc_server.listening:
+This parent opens the port once, before anything else (rpc_server.wire.listening:
 one socket per worker, in a SO_REUSEPORT group that no other server can
 join), so a port in use is its one-line failure, and each worker inherits
 its own socket; the kernel spreads new connections over them (one gevent
@@ -26,11 +26,11 @@ import time
 import gevent
 from gevent.event import Event
 
+from plumbing.settings import EXIT_STARTUP_FAILED
 from rpc_server.config import Config, environment
-from rpc_server.listening import LISTEN_FD, open_listeners
 from rpc_server.observability import mark_worker_dead
-from rpc_server.serving import check_startup, register, start_metrics
-from settings import EXIT_STARTUP_FAILED
+from rpc_server.process.worker import check_startup, register, start_metrics
+from rpc_server.wire.listening import LISTEN_FD, open_listeners
 
 log = logging.getLogger(__name__)
 

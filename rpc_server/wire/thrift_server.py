@@ -28,9 +28,9 @@ from thriftpy2.thrift import TProcessor
 from thriftpy2.transport import TCyMemoryBuffer, TTransportException
 
 from rpc_server.call_context import NONE, CallContext, calling
-from rpc_server.message_check import Limits, Malformed
 from rpc_server.observability import CONNECTIONS, REFUSED
-from rpc_server.transport import (
+from rpc_server.wire.message_check import Limits, Malformed
+from rpc_server.wire.transport import (
     Framing,
     MessageReader,
     MessageTimeout,
@@ -54,7 +54,7 @@ class ThriftServer:
         message_timeout_s: float,
         limits: Limits,
     ) -> None:
-        """`listener`: a listening socket (rpc_server.listening)."""
+        """`listener`: a listening socket (rpc_server.wire.listening)."""
         self._processor = TProcessor(rpc.IMService, handler)
         self._idle_timeout_s = idle_timeout_s
         self._message_timeout_s = message_timeout_s

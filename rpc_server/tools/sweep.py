@@ -1,4 +1,4 @@
-"""`python -m rpc_server.sweep`: apply the retention settings to every chat
+"""`python -m rpc_server.tools.sweep`: apply the retention settings to every chat
 now. Each send trims only its own chat, so a chat nobody writes to keeps
 its history until its next send; run this (from cron, say) to bound every
 chat. It reads the RPC server's settings (RETENTION_MAX_AGE_S,
@@ -19,15 +19,15 @@ monkey.patch_all()  # the store's pipelining runs on gevent, as in the server
 
 from rpc_server import config  # noqa: E402
 from rpc_server.errors import StorageUnavailable  # noqa: E402
-from rpc_server.redis_client import connect  # noqa: E402
-from rpc_server.store import KEY_PREFIX, MessageStore, chat_of_key  # noqa: E402
-from settings import StartupError, fail  # noqa: E402
+from rpc_server.storage.redis_client import connect  # noqa: E402
+from rpc_server.storage.store import MessageStore  # noqa: E402
+from rpc_server.tools import run  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
     cfg = config.load(
         argv,
-        prog="python -m rpc_server.sweep",
+        prog="python -m rpc_server.tools.sweep",
         description="Apply the retention settings to every chat now; print the counts as one JSON object.",
         shown=("retention_max_age_s", "retention_max_messages", *config.REDIS_SETTINGS),
     )
@@ -41,12 +41,13 @@ def main(argv: list[str] | None = None) -> int:
         retention_max_messages=cfg.retention_max_messages,
     )
     counts = {"chats": 0, "chats_trimmed": 0, "messages_trimmed": 0}
-    for key in store.client.scan_iter(match=f"{KEY_PREFIX}{{*}}:m", count=1000, _type="stream"):
-        chat = chat_of_key(key)
-        if chat is None:
-            continue
+    chats = store.chats()
+    while True:
         trimmed = 0
         try:
+            chat = next(chats, None)
+            if chat is None:
+                break
             while batch := store.apply_retention(chat):  # a batch at a time (retention.lua)
                 trimmed += batch
         except StorageUnavailable as e:  # full (it trims nothing then), down or too slow: stop
@@ -60,7 +61,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except StartupError as e:  # a setting out of range: one line, exit status 2, as the servers do
-        fail("rpc_server.sweep", e)
+    run(main, "rpc_server.tools.sweep")

@@ -12,7 +12,7 @@ user's shard, not the chat's, so `touch` updates them after the append. If
 the RPC server or Redis fails between the two, the message is stored and
 acknowledged, but the chat's entry lags (a new chat is missing from the
 list) until the next send in that chat, an idempotent retry of the same
-send, or `python -m rpc_server.reindex`, which rebuilds every list from the
+send, or `python -m rpc_server.tools.reindex`, which rebuilds every list from the
 chats.
 
 Paging is by cursor, like pull: the cursor is a last send_time, inclusive,
@@ -31,8 +31,10 @@ from prometheus_client import Counter
 
 from rpc_server.chat_id import Chat, parse_chat_or_none
 from rpc_server.paging import Page
-from rpc_server.redis_client import storage_errors
-from rpc_server.store import KEY_PREFIX, LuaScript, MessageStore, StoredMessage, chat_of_key, stream_key, user_chats_key
+from rpc_server.storage.keys import ALL_USER_LISTS, stream_key, user_chats_key
+from rpc_server.storage.redis_client import storage_errors
+from rpc_server.storage.scripts import LuaScript
+from rpc_server.storage.store import MessageStore, StoredMessage
 
 log = logging.getLogger(__name__)
 
@@ -116,15 +118,12 @@ class Conversations:
         counts = {"chats": 0, "entries_removed": 0}
         client = self._store.client
         with storage_errors():
-            for key in client.scan_iter(match=f"{KEY_PREFIX}{{*}}:m", count=1000, _type="stream"):
-                chat = chat_of_key(key)
-                if chat is None:
-                    continue
+            for chat in self._store.chats():
                 [message] = self._store.last_messages([chat])
                 if message is not None:
                     self._update(chat, message.send_time)
                     counts["chats"] += 1
-            for key in client.scan_iter(match=f"{KEY_PREFIX}u:{{*}}:c", count=1000):
+            for key in client.scan_iter(match=ALL_USER_LISTS, count=1000):
                 counts["entries_removed"] += self._drop_stale(key)
         return counts
 

@@ -13,10 +13,10 @@
 -- ARGV[8]  the chat ID, to add to the lists given (ZADD GT): on one Redis
 --          the lists are updated here, atomically with the append; in a
 --          Cluster they live on other shards, and the caller updates them
---          (rpc_server/conversations.py)
+--          (rpc_server/storage/conversations.py)
 -- ARGV[9]  the chat's shard channel, im:v1:{a:b}:n: the new send_time is
 --          announced there (SPUBLISH), atomically with the write and on the
---          chat's shard, to wake waiting pulls (rpc_server/notifier.py)
+--          chat's shard, to wake waiting pulls (rpc_server/storage/notifier.py)
 -- ARGV[10] '1': the caller WAITs for replicas next, on this connection. A
 --          replay then rewrites its record (same value, same TTL): since
 --          Redis 7.2, WAIT waits only for the connection's own last write,
@@ -41,7 +41,7 @@
 --
 -- The record index is a sorted set of the chat's record keys (the part
 -- after "k:"), scored by when each expires (Unix seconds): deleting the
--- chat finds its records there (rpc_server/erasure.py) instead of scanning
+-- chat finds its records there (rpc_server/storage/erasure.py) instead of scanning
 -- the keyspace. Keyed sends drop the entries of expired records, and the
 -- index expires within a minute after its last record.
 

@@ -1,5 +1,5 @@
 -- Swap a merged copy of a chat's stream in for the live one, but only if the
--- live one has not changed since it was read (rpc_server/migrate_seed.py).
+-- live one has not changed since it was read (rpc_server/tools/migrate_seed).
 --
 -- KEYS[1]  the chat's stream   im:v1:{a:b}:m
 -- KEYS[2]  the merged copy     im:v1:{a:b}:migrating   (same hash slot)

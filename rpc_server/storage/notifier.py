@@ -28,7 +28,7 @@ from gevent.event import Event
 from rpc_server.chat_id import Chat
 from rpc_server.errors import StorageUnavailable
 from rpc_server.observability import WAITING
-from rpc_server.store import notify_channel
+from rpc_server.storage.keys import notify_channel
 
 log = logging.getLogger(__name__)
 

@@ -26,7 +26,7 @@ from __future__ import annotations
 import os
 import socket
 
-from settings import StartupError, cannot_listen
+from plumbing.settings import StartupError, cannot_listen
 
 LISTEN_FD = "RPC_LISTEN_FD"  # set by the supervisor for its workers, not by users
 BACKLOG = 1024

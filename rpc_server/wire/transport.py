@@ -2,7 +2,7 @@
 
 A Thrift client may speak strict binary over a buffered (unframed) stream,
 the Kitex <= 0.12 default, over framed transport (Kitex >= 0.13, many
-Apache clients), or inside Kitex's TTHeader (rpc_server.ttheader), whose
+Apache clients), or inside Kitex's TTHeader (wire.ttheader), whose
 payload is itself buffered or, as Kitex >= 0.13 sends it, framed
 (TTHeaderFramed; told per message, as a Kitex server does). They are
 recognised from a connection's first 8 bytes, as a Kitex server does:
@@ -34,8 +34,8 @@ from typing import Any
 
 from thriftpy2.transport import TCyBufferedTransport, TCyFramedTransport
 
-from rpc_server import ttheader
-from rpc_server.message_check import Incomplete, Limits, Malformed, MessageWalker, message_length
+from rpc_server.wire import ttheader
+from rpc_server.wire.message_check import Incomplete, Limits, Malformed, MessageWalker, message_length
 
 SNIFF_BYTES = 8
 RECV_BYTES = 65536

@@ -1,4 +1,4 @@
--- Apply retention to one chat now (python -m rpc_server.sweep), for chats
+-- Apply retention to one chat now (python -m rpc_server.tools.sweep), for chats
 -- nobody sends to: send.lua applies it only to the chat it writes.
 --
 -- KEYS[1]  the chat's stream   KEYS[2]  its trim mark

@@ -23,19 +23,19 @@ from redis.exceptions import RedisClusterException
 from thriftpy2.parser.exc import ThriftParserError
 
 import idl
+from plumbing.settings import StartupError, cannot_listen
 from rpc_server.config import Config
-from rpc_server.conversations import Conversations
-from rpc_server.erasure import Erasure
-from rpc_server.listening import inherited_listener, open_listeners
-from rpc_server.message_check import Limits
-from rpc_server.notifier import Notifier
 from rpc_server.observability import serve_metrics
-from rpc_server.redis_client import connect, redacted
-from rpc_server.registry import EtcdRegistration, advertised_address
-from rpc_server.server import ThriftServer
+from rpc_server.process.registry import EtcdRegistration, advertised_address
 from rpc_server.service import IMService
-from rpc_server.store import MessageStore
-from settings import StartupError, cannot_listen
+from rpc_server.storage.conversations import Conversations
+from rpc_server.storage.erasure import Erasure
+from rpc_server.storage.notifier import Notifier
+from rpc_server.storage.redis_client import connect, redacted
+from rpc_server.storage.store import MessageStore
+from rpc_server.wire.listening import inherited_listener, open_listeners
+from rpc_server.wire.message_check import Limits
+from rpc_server.wire.thrift_server import ThriftServer
 
 log = logging.getLogger("rpc_server")
 
@@ -95,7 +95,7 @@ def serve(cfg: Config) -> int:
     except Exception as e:
         log.warning("Redis not reachable yet (%s); answering 503 until it is", e)
 
-    supervisor = os.environ.get("RPC_SUPERVISOR_PID")  # set by rpc_server.supervisor for its workers
+    supervisor = os.environ.get("RPC_SUPERVISOR_PID")  # set by rpc_server.process.supervisor for its workers
     if supervisor:
         # Its pid, not our parent's at this moment: it may already be gone.
         gevent.spawn(_stop_when_orphaned, int(supervisor), stopping)

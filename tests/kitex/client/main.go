@@ -17,11 +17,13 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"sort"
 	"sync"
 	"time"
 
 	"github.com/bytedance/gopkg/cloud/metainfo"
 	"github.com/cloudwego/kitex/client"
+	"github.com/cloudwego/kitex/pkg/connpool"
 )
 
 // Op is one request from the test.
@@ -37,9 +39,10 @@ type Op struct {
 	Caller         string `json:"caller"`
 	IdempotencyKey string `json:"idempotency_key"`
 	AdminToken     string `json:"admin_token"`
-	RequestID      string `json:"request_id"` // sent in the TTHeader (Kitex's metainfo), not in the IDL's field
-	Count          int    `json:"count"`      // sends: how many
-	Concurrency    int    `json:"concurrency"`
+	RequestID      string `json:"request_id"`  // sent in the TTHeader (Kitex's metainfo), not in the IDL's field
+	Count          int    `json:"count"`       // sends: how many
+	Concurrency    int    `json:"concurrency"` // sends, load: how many goroutines
+	DurationMs     int    `json:"duration_ms"` // load: for how long
 }
 
 // Message is a pulled message.
@@ -61,7 +64,10 @@ type Result struct {
 	HasMore      bool           `json:"has_more"`
 	NextCursor   int64          `json:"next_cursor"`
 	ElapsedMs    float64        `json:"elapsed_ms"`
-	Outcomes     map[string]int `json:"outcomes,omitempty"` // sends: "code N" or "error: ..." -> count
+	Outcomes     map[string]int `json:"outcomes,omitempty"`    // sends, load: "code N" or "error: ..." -> count
+	CallsPerS    float64        `json:"calls_per_s,omitempty"` // load
+	P50Ms        float64        `json:"p50_ms,omitempty"`
+	P99Ms        float64        `json:"p99_ms,omitempty"`
 }
 
 // caller hides which IDL's generated code makes the calls.
@@ -76,6 +82,7 @@ func main() {
 	addr := flag.String("addr", "", "the RPC server's host:port")
 	etcd := flag.String("etcd", "", "find the servers in this etcd instead (registry-etcd's resolver)")
 	timeoutMs := flag.Int("timeout-ms", 1000, "the RPC timeout")
+	connections := flag.Int("connections", 0, "keep up to this many idle connections (0: Kitex's default pool)")
 	flag.Parse()
 
 	opts := clientOptions(*transportName, time.Duration(*timeoutMs)*time.Millisecond)
@@ -83,6 +90,11 @@ func main() {
 		opts = append(opts, resolvedBy(*etcd)...)
 	} else {
 		opts = append(opts, client.WithHostPorts(*addr))
+	}
+	if *connections > 0 {
+		opts = append(opts, client.WithLongConnection(connpool.IdleConfig{
+			MaxIdlePerAddress: *connections, MaxIdleGlobal: *connections, MaxIdleTimeout: time.Minute,
+		}))
 	}
 	var c caller
 	var err error
@@ -133,6 +145,8 @@ func do(c caller, op Op) Result {
 		result = c.Pull(ctx, op)
 	case "sends":
 		result = sends(ctx, c, op)
+	case "load":
+		result = load(ctx, c, op)
 	case "delete_chat":
 		if admin, ok := c.(interface {
 			DeleteChat(context.Context, Op) Result
@@ -178,4 +192,52 @@ func sends(ctx context.Context, c caller, op Op) Result {
 	close(work)
 	wg.Wait()
 	return Result{Outcomes: outcomes}
+}
+
+// load: op.Concurrency goroutines send back to back for op.DurationMs (the
+// benchmark's closed loop); calls per second and latency percentiles.
+func load(ctx context.Context, c caller, op Op) Result {
+	var mu sync.Mutex
+	outcomes := map[string]int{}
+	var latencies []time.Duration
+	deadline := time.Now().Add(time.Duration(op.DurationMs) * time.Millisecond)
+	started := time.Now()
+	var wg sync.WaitGroup
+	for w := 0; w < op.Concurrency; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var mine []time.Duration
+			for time.Now().Before(deadline) {
+				callStarted := time.Now()
+				r := c.Send(ctx, op)
+				if r.Err != "" || r.Code != 0 {
+					mu.Lock()
+					outcomes[fmt.Sprintf("code %d %s", r.Code, r.Err)]++
+					mu.Unlock()
+					continue
+				}
+				mine = append(mine, time.Since(callStarted))
+			}
+			mu.Lock()
+			latencies = append(latencies, mine...)
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	elapsed := time.Since(started)
+	sort.Slice(latencies, func(i, j int) bool { return latencies[i] < latencies[j] })
+	percentile := func(p int) float64 {
+		if len(latencies) == 0 {
+			return 0
+		}
+		return float64(latencies[(len(latencies)-1)*p/100].Microseconds()) / 1000
+	}
+	outcomes["code 0"] = len(latencies)
+	return Result{
+		Outcomes:  outcomes,
+		CallsPerS: float64(len(latencies)) / elapsed.Seconds(),
+		P50Ms:     percentile(50),
+		P99Ms:     percentile(99),
+	}
 }

@@ -93,6 +93,9 @@ class Bench:
             chat,
         )
 
+    def kitex(self) -> dict[str, Any]:
+        return self._json_process("bench.kitex_load", "--addr", self.rpc_addr, "--duration", str(self.duration))
+
     def open_loop(self, path: str, rate: int, body: str | None = None) -> dict[str, Any]:
         argv = ["--url", self.http_url + path, "--rate", str(rate), "--duration", str(min(self.duration, 5))]
         return self._json_process("bench.openloop", *argv, *(["--body", body] if body else []))
@@ -195,6 +198,7 @@ def plan(bench: Bench) -> None:
             bench.stage(f"HTTP pull {size:,} {'newest' if reverse else 'oldest'} first", lambda p=path: bench.wrk(p))
     bench.stage("Thrift Send", lambda: bench.thrift("Send"))
     bench.stage("Thrift Pull", lambda: bench.thrift("Pull", _pull_chat(10_000)))
+    bench.stage("Kitex Send (Go client, TTHeader)", bench.kitex)
     for rate in OPEN_LOOP_RATES:
         bench.stage(f"open loop send @{rate}/s", lambda r=rate: bench.open_loop("/api/send", r, send_body))
         pull = f"/api/pull?chat={_pull_chat(10_000)}&limit=10&reverse=true"
@@ -224,6 +228,11 @@ def ratios_and_targets(r: dict[str, Any]) -> tuple[dict[str, float], list[dict[s
         / r["ceiling: RPC echo (Health, no Redis)"]["calls_per_s"],
         **{f"memory / seed design, {shape}": v["ratio"] for shape, v in mem.items()},
     }
+    kitex = r.get("Kitex Send (Go client, TTHeader)", {})
+    if "calls_per_s" in kitex:  # (skipped without Go)
+        ratios["Kitex Send (TTHeader) / RPC echo"] = (
+            kitex["calls_per_s"] / r["ceiling: RPC echo (Health, no Redis)"]["calls_per_s"]
+        )
     at_1000 = [r["open loop send @1000/s"], r["open loop pull @1000/s"]]
     targets = [
         {"target": "send >= 0.5 x /ping", "value": ratios["send / ping"], "met": ratios["send / ping"] >= 0.5},

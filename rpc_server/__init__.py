@@ -12,7 +12,9 @@ Layers, each a folder, top to bottom:
                several, the etcd registration
     tools/     offline operator commands over storage (python -m rpc_server.tools.X)
 At the top also: __main__ (start-up), config (settings), observability
-(metrics, the per-call log line).
+(metrics, the per-call log line), call_context (what the wire tells the
+service of the call it is answering: a Kitex TTHeader's request id, caller
+and deadline).
 
 Imports go down only: wire imports neither service nor storage; storage
 never imports service, wire, process or tools; tools never import wire,

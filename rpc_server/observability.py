@@ -33,11 +33,23 @@ STORAGE_FULL = Counter("storage_full_total", "Sends refused because Redis is out
 call_log = LineLog("rpc_server.calls", pid=True)  # the one line per call
 
 
-def record_call(method: str, code: int, started: float, chat: object, request_id: object) -> None:
+def record_call(
+    method: str,
+    code: int,
+    started: float,
+    chat: object,
+    request_id: object,
+    from_service: str | None = None,
+    timeout_ms: int | None = None,
+) -> None:
+    """`from_service`, `timeout_ms`: the caller's, when its transport says
+    (Kitex's TTHeader); logged only then."""
     elapsed = time.monotonic() - started
     CALLS.labels(method, str(code)).inc()
     LATENCY.labels(method).observe(elapsed)
     if call_log.enabled:
+        caller = {} if from_service is None else {"from_service": from_service[:200]}
+        timeout = {} if timeout_ms is None else {"timeout_ms": timeout_ms}
         call_log.write(
             message="call",
             method=method,
@@ -45,6 +57,8 @@ def record_call(method: str, code: int, started: float, chat: object, request_id
             latency_ms=round(elapsed * 1000, 3),
             chat=chat[:200] if isinstance(chat, str) else None,
             request_id=request_id[:128] if isinstance(request_id, str) else None,
+            **caller,
+            **timeout,
         )
 
 

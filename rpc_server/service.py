@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from rpc_server import call_context
 from rpc_server.chat_id import Chat, canonical_member, parse_chat
 from rpc_server.errors import (
     InvalidArgument,
@@ -290,5 +291,7 @@ def _answer(method: str, req: Any, chat: object, handle: Callable[[], Any], resp
         except Exception:
             log.exception("internal error in %s", method)
             result = response(Code=500, Msg="internal error")
-    record_call(method, result.Code, started, chat, getattr(req, "RequestId", None))
+    context = call_context.current()
+    request_id = getattr(req, "RequestId", None) or context.request_id  # the field, else the transport's (TTHeader)
+    record_call(method, result.Code, started, chat, request_id, context.from_service, context.timeout_ms)
     return result

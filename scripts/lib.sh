@@ -49,6 +49,20 @@ ensure_thrift_compiler() { ensure_tool thrift thrift-compiler thrift; }
 # etcd, for the service-registration tests.
 ensure_etcd() { ensure_tool etcd etcd-server etcd; }
 
+# The Go modules of the Kitex clients (tests/kitex/v*/), from the Go module
+# proxy, when Go is there; without it tests/test_kitex.py skips, saying so
+# (a failure in CI, where .ci/run sets KITEX_TESTS_REQUIRED=1).
+ensure_go_modules() {
+    if ! command -v go >/dev/null; then
+        log "Go not found: the Kitex client tests (tests/test_kitex.py) will be skipped"
+        return
+    fi
+    local module
+    for module in "$ROOT"/tests/kitex/v*/; do
+        (cd "$module" && go mod download) || { log "go mod download failed in $module"; exit 1; }
+    done
+}
+
 # valkey-server, a Redis 7.2-compatible server (the images' redis:7.2 behaves
 # as it does for WAIT), for the write-path tests. Debian 12 has it only in
 # bookworm-backports: that suite is added (from the same mirror as the

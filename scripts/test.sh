@@ -12,6 +12,7 @@ ensure_venv dev
 ensure_redis
 ensure_thrift_compiler
 ensure_etcd
+ensure_go_modules
 ensure_valkey
 ensure_chromium
 ensure_node_packages

@@ -83,9 +83,6 @@ EXCEPTED = [
         "IMCTL_TOKEN=… imctl chats",
         "a jwt-mode token for a jwt-mode server: the Access control block runs `imctl chats` so, with a real token",
     ),
-    Except("README.md", "go install github.com/cloudwego/thriftgo", "installs Go tools from the network; no Go here"),
-    Except("README.md", "go install github.com/cloudwego/kitex", "installs Go tools from the network; no Go here"),
-    Except("README.md", 'kitex -module "<your Go module>"', "Kitex's code generator (Go), for `<your Go module>`"),
     Except("README.md", "scripts/bench.sh", "the full benchmark (~3 minutes, rewrites bench/results/)"),
     Except(
         "README.md",

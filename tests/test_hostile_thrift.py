@@ -74,6 +74,16 @@ def _args_with_unknown_field(field_type: int, payload: bytes) -> bytes:
     return _call_header() + bytes([field_type]) + struct.pack(">h", 9) + payload
 
 
+def _ttheader(info: bytes, payload: bytes, words: int | None = None, length: int | None = None) -> bytes:
+    """A Kitex TTHeader message around `payload`, with the info blocks given."""
+    info = b"\x00\x00" + info  # binary, no transforms
+    info += bytes(-len(info) % 4)
+    rest = struct.pack(">HHiH", 0x1000, 0, 1, len(info) // 4 if words is None else words) + info + payload
+    return struct.pack(">I", len(rest) if length is None else length) + rest
+
+
+_PULL = _call_header() + b"\x00"  # Pull with an empty argument struct
+
 HOSTILE = {
     "random bytes": os.urandom(4096),
     "string length 2 GiB": _args_with_unknown_field(11, struct.pack(">i", 2**31 - 1) + b"x" * 100),
@@ -84,6 +94,19 @@ HOSTILE = {
     "nested 1000 deep": _args_with_unknown_field(12, b"\x0c\x00\x01" * 1000),
     "negative string length": _args_with_unknown_field(11, struct.pack(">i", -5)),
     "method name 1 GiB": b"\x80\x01\x00\x01" + struct.pack(">i", 2**30),
+    "TTHeader: random bytes after the magic": b"\x00\x00\x10\x00\x10\x00\x00\x00" + os.urandom(4092),
+    "TTHeader: length 2 GiB": _ttheader(b"", _PULL, length=2**31 - 1),
+    "TTHeader: length shorter than its header": _ttheader(b"", _PULL, length=12),
+    "TTHeader: header size past the message": _ttheader(b"", _PULL, words=0xFFFF),
+    "TTHeader: unknown info id": _ttheader(b"\x20\x00\x01", _PULL),
+    "TTHeader: info value past the header": _ttheader(b"\x10\x00\x01\x00\x0c\xff\xff", _PULL),
+    "TTHeader: 65535 string pairs announced": _ttheader(b"\x01\xff\xff", _PULL),
+    "TTHeader: compact payload": _ttheader(b"", b"\x82\x21\x01\x04Pull\x00"),
+    "TTHeader: garbage payload": _ttheader(b"", os.urandom(64)),
+    "TTHeader: string length 2 GiB in the payload": _ttheader(b"", _args_with_unknown_field(11, b"\x7f\xff\xff\xff")),
+    "TTHeaderFramed: frame length 2 GiB": _ttheader(b"", struct.pack(">i", 2**31 - 1) + _PULL),
+    "TTHeaderFramed: frame shorter than its message": _ttheader(b"", struct.pack(">i", 4) + _PULL),
+    "TTHeader: two messages in one": _ttheader(b"", _PULL + _PULL),
 }
 
 
@@ -96,6 +119,14 @@ def test_hostile_bytes_close_only_their_connection(server: RpcServer, rpc: Any, 
     _normal_call(server, rpc)
     assert server.alive()
     assert _rss_kib(server.pid) - rss_before < 20_000  # KiB: nothing near the 2 GiB asked for
+
+
+def test_a_malformed_ttheader_is_closed_with_a_log_line_saying_why(server: RpcServer, rpc: Any) -> None:
+    with socket.create_connection(("127.0.0.1", server.port)) as sock:
+        sock.sendall(_ttheader(b"\x20\x00\x01", _PULL))
+        assert _closed_by_server(sock, within=MESSAGE_TIMEOUT_S + 3)
+    wait_until(lambda: "TTHeader: unknown info id 0x20" in server.log(), 10, "the log line")
+    _normal_call(server, rpc)
 
 
 def test_a_truncated_message_blocks_no_one_and_is_dropped_at_the_deadline(server: RpcServer, rpc: Any) -> None:

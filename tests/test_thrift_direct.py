@@ -1,5 +1,5 @@
-"""Direct Thrift clients against the RPC server: buffered and framed
-transport, strict binary, replies as a Kitex server would give them, and
+"""Direct Thrift clients against the RPC server: buffered, framed and
+Kitex's TTHeader transports, strict binary, replies as a Kitex server would give them, and
 connections that are not Thrift refused without harm to others."""
 
 from __future__ import annotations
@@ -12,8 +12,9 @@ from typing import Any
 import pytest
 from thriftpy2.protocol import TCyBinaryProtocol
 from thriftpy2.thrift import TApplicationException, TMessageType, TType
-from thriftpy2.transport import TCyBufferedTransport, TSocket
+from thriftpy2.transport import TCyBufferedTransport, TCyMemoryBuffer, TSocket
 
+from rpc_server.wire import ttheader
 from tests.conftest import ThriftClientFactory
 from tests.servers import Stack, wait_until
 
@@ -177,7 +178,11 @@ def _closed_by_server(sock: socket.socket) -> bool:
 @pytest.mark.parametrize(
     ("name", "payload", "log_line"),
     [
-        ("TTHeader", struct.pack(">I", 14) + b"\x0f\xff\x00\x00" + b"\x00" * 10, "TTHeader transport is not supported"),
+        (
+            "Apache THeader",
+            struct.pack(">I", 14) + b"\x0f\xff\x00\x00" + b"\x00" * 10,
+            "Apache Thrift's THeader transport is not supported",
+        ),
         ("compact", b"\x82\x21\x01\x04Pull\x00\x00\x00\x00", "compact protocol is not supported"),
         ("non-strict binary", b"\x00\x00\x00\x04Pull\x01\x00\x00\x00\x01\x00", "non-strict binary is refused"),
         ("HTTP", b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", "not HTTP"),
@@ -191,6 +196,56 @@ def test_unsupported_protocols_are_closed_with_a_clear_log_line(
         assert _closed_by_server(sock)
     wait_until(lambda: log_line in stack.rpc.log(), 5, f"the log line about {name}")
     assert thrift_client().Pull(rpc.PullRequest(Chat="a:b", Cursor=0, Limit=1)).Code == 0
+
+
+def _ttheader_call(seq_id: int, payload: bytes, framed: bool, int_info: dict[int, str]) -> bytes:
+    """A TTHeader request as Kitex lays it out (written here independently of rpc_server.wire.ttheader)."""
+    if framed:
+        payload = struct.pack(">I", len(payload)) + payload
+    info = b"\x00\x00\x10" + struct.pack(">H", len(int_info))  # binary, no transforms, int key/values
+    for key, value in int_info.items():
+        info += struct.pack(">HH", key, len(value)) + value.encode()
+    info += bytes(-len(info) % 4)
+    rest = struct.pack(">HHiH", 0x1000, 0, seq_id, len(info) // 4) + info + payload
+    return struct.pack(">I", len(rest)) + rest
+
+
+def _read_whole(sock: socket.socket, size: int) -> bytes:
+    data = b""
+    while len(data) < size:
+        chunk = sock.recv(size - len(data))
+        assert chunk, f"connection closed after {len(data)} of {size} bytes"
+        data += chunk
+    return data
+
+
+@pytest.mark.parametrize("framed", [False, True], ids=["TTHeader", "TTHeaderFramed"])
+def test_kitex_ttheader_calls_are_answered_in_kind_and_logged_with_the_header(
+    stack: Stack, rpc: Any, chat: str, framed: bool
+) -> None:
+    a = chat.split(":")[0]
+    header = {3: "test.caller", 12: "1500", 2: f"log-{chat}"}  # FromService, RPCTimeout, LogID
+    with socket.create_connection(("127.0.0.1", stack.rpc.port), timeout=10) as sock:
+        for seq_id in (5, -6):  # two calls on one connection
+            call = TCyMemoryBuffer()
+            proto = TCyBinaryProtocol(call)
+            proto.write_message_begin("Send", TMessageType.CALL, seq_id)
+            rpc.IMService.Send_args(req=_send(rpc, chat, f"via TTHeader {seq_id}", a)).write(proto)
+            proto.write_message_end()
+            sock.sendall(_ttheader_call(seq_id, call.getvalue(), framed, header))
+            size = struct.unpack(">I", _read_whole(sock, 4))[0]
+            reply_header, payload = ttheader.decode(struct.pack(">I", size) + _read_whole(sock, size))
+            assert reply_header.seq_id == seq_id
+            if framed:
+                assert struct.unpack(">I", payload[:4])[0] == len(payload) - 4
+                payload = payload[4:]
+            reply = TCyBinaryProtocol(TCyMemoryBuffer(bytes(payload)))
+            assert reply.read_message_begin() == ("Send", TMessageType.REPLY, seq_id)
+            result = rpc.IMService.Send_result()
+            result.read(reply)
+            assert (result.success.Code, result.success.Msg) == (0, "success")
+    line = f'"request_id": "log-{chat}", "from_service": "test.caller", "timeout_ms": 1500'
+    wait_until(lambda: stack.rpc.log().count(line) == 2, 10, "two call log lines with the header's values")
 
 
 def test_a_client_vanishing_mid_call_harms_no_one(stack: Stack, thrift_client: ThriftClientFactory, rpc: Any) -> None:

@@ -27,6 +27,7 @@ from thriftpy2.protocol import TCyBinaryProtocol
 from thriftpy2.thrift import TProcessor
 from thriftpy2.transport import TCyMemoryBuffer, TTransportException
 
+from rpc_server.call_context import NONE, CallContext, calling
 from rpc_server.observability import CONNECTIONS, REFUSED
 from rpc_server.wire.message_check import Limits, Malformed
 from rpc_server.wire.transport import (
@@ -105,24 +106,34 @@ class ThriftServer:
         if not first:
             return
         framing = detect(first)
-        if framing is Framing.TTHEADER:
-            self._refuse(peer, "ttheader", "TTHeader transport is not supported; use buffered or framed strict binary")
+        if framing is Framing.APACHE_THEADER:
+            why = "Apache Thrift's THeader transport is not supported; use buffered, framed or Kitex's TTHeader"
+            self._refuse(peer, "theader", why)
             return
         if framing is Framing.UNKNOWN:
             self._refuse(peer, "protocol", describe_unknown(first))
             return
         reader.framing = framing
-        replies = TCyBinaryProtocol(reply_transport(sock, framing))
+        replies = TCyBinaryProtocol(reply_transport(sock, framing, reader))
         while not self._stopping:
             message = reader.next_message()
             if message is None:
                 return
             sock.settimeout(self._message_timeout_s)  # a client that does not read cannot block the reply for ever
-            self._processor.process(TCyBinaryProtocol(TCyMemoryBuffer(message)), replies)
+            with calling(_context(reader)):
+                self._processor.process(TCyBinaryProtocol(TCyMemoryBuffer(message)), replies)
 
     def _refuse(self, peer: tuple[str, int], reason: str, why: str) -> None:
         REFUSED.labels(reason).inc()
         log.warning("closing connection from %s: %s", _fmt(peer), why)
+
+
+def _context(reader: MessageReader) -> CallContext:
+    """What the transport tells of the call just read (TTHeader's header)."""
+    header = reader.header if reader.framing is Framing.TTHEADER else None
+    if header is None:
+        return NONE
+    return CallContext.starting_now(header.request_id, header.from_service, header.rpc_timeout_ms)
 
 
 def _end_reading(sock: socket.socket) -> None:

@@ -1,16 +1,19 @@
 """Per-connection framing: detection, then reading one whole message at a time.
 
 A Thrift client may speak strict binary over a buffered (unframed) stream,
-the Kitex <= 0.12 default, or over framed transport (Kitex >= 0.13, many
-Apache clients). Both are recognised from a connection's first 8 bytes, as a
-Kitex server does:
+the Kitex <= 0.12 default, over framed transport (Kitex >= 0.13, many
+Apache clients), or inside Kitex's TTHeader (wire.ttheader), whose
+payload is itself buffered or, as Kitex >= 0.13 sends it, framed
+(TTHeaderFramed; told per message, as a Kitex server does). They are
+recognised from a connection's first 8 bytes, as a Kitex server does:
 
     80 01 .. ..  .. .. .. ..     buffered: strict binary version word first
     LL LL LL LL  80 01 .. ..     framed: a 4-byte length, then the version
-    LL LL LL LL  0f ff .. ..     TTHeader (Kitex's header transport)
+    LL LL LL LL  10 00 FF FF     Kitex's TTHeader: a length, magic 0x1000, flags
+    LL LL LL LL  0f ff .. ..     Apache Thrift's THeader (not Kitex's)
 
-TTHeader, compact protocol and non-strict binary are refused, as Kitex's
-server refuses the last two.
+Apache's THeader, compact protocol and non-strict binary are refused, as
+Kitex's server refuses them. Replies go in the transport of the call.
 
 Each message is then read whole before anything decodes it, under two
 separate clocks: a long idle timeout for the first byte (pooled clients keep
@@ -31,12 +34,13 @@ from typing import Any
 
 from thriftpy2.transport import TCyBufferedTransport, TCyFramedTransport
 
+from rpc_server.wire import ttheader
 from rpc_server.wire.message_check import Incomplete, Limits, Malformed, MessageWalker, message_length
 
 SNIFF_BYTES = 8
 RECV_BYTES = 65536
 _STRICT_VERSION = b"\x80\x01"
-_TTHEADER_MAGIC = b"\x0f\xff"
+_APACHE_THEADER_MAGIC = ttheader.APACHE_THEADER_MAGIC.to_bytes(2, "big")
 _COMPACT_ID = 0x82
 _FRAME = struct.Struct(">i")
 
@@ -44,7 +48,8 @@ _FRAME = struct.Struct(">i")
 class Framing(enum.Enum):
     BUFFERED = "buffered"
     FRAMED = "framed"
-    TTHEADER = "TTHeader"
+    TTHEADER = "TTHeader"  # Kitex's; TTHeaderFramed too
+    APACHE_THEADER = "Apache THeader"
     UNKNOWN = "unknown"
 
 
@@ -53,8 +58,10 @@ def detect(first: bytes) -> Framing:
         return Framing.BUFFERED
     if first[4:6] == _STRICT_VERSION:
         return Framing.FRAMED
-    if first[4:6] == _TTHEADER_MAGIC:
+    if ttheader.is_ttheader(first):
         return Framing.TTHEADER
+    if first[4:6] == _APACHE_THEADER_MAGIC:
+        return Framing.APACHE_THEADER
     return Framing.UNKNOWN
 
 
@@ -81,6 +88,8 @@ class MessageReader:
     def __init__(self, sock: socket.socket, limits: Limits, idle_timeout_s: float, message_timeout_s: float) -> None:
         self._sock = sock
         self.framing = Framing.BUFFERED  # set from detect(first_bytes())
+        self.header: ttheader.Header | None = None  # TTHeader: the last message's
+        self.header_framed = False  # TTHeader: whether its payload was framed (TTHeaderFramed)
         self._limits = limits
         self._idle_timeout_s = idle_timeout_s
         self._message_timeout_s = message_timeout_s
@@ -150,6 +159,8 @@ class MessageReader:
             if length is None:
                 raise Incomplete
             return 0, length
+        if self.framing is Framing.TTHEADER:
+            return self._measure_ttheader()
         if len(self._buffer) < 4:
             raise Incomplete
         size = _FRAME.unpack_from(self._buffer)[0]
@@ -164,6 +175,37 @@ class MessageReader:
         if length != size:
             raise Malformed("frame longer than its message")
         return 4, 4 + size
+
+    def _measure_ttheader(self) -> tuple[int, int]:
+        """(start, end) of the Thrift message inside the first TTHeader
+        message in the buffer; its header in self.header."""
+        size = ttheader.frame_length(self._buffer)
+        if size is None:
+            raise Incomplete
+        most = ttheader.META_SIZE + ttheader.MAX_HEADER_BYTES + 4 + self._limits.max_bytes
+        if not ttheader.META_SIZE < size <= most:
+            raise Malformed(f"TTHeader length {size - 4}")
+        if len(self._buffer) < size:
+            raise Incomplete
+        try:
+            header, payload = ttheader.decode(bytes(self._buffer[:size]))
+        except ttheader.BadHeader as e:
+            raise Malformed(f"TTHeader: {e}") from None
+        framed = payload[4:6] == _STRICT_VERSION
+        if framed:
+            if ttheader.frame_length(payload) != len(payload):
+                raise Malformed("TTHeaderFramed: frame length is not the payload's")
+            payload = payload[4:]
+        elif payload[:2] != _STRICT_VERSION:
+            raise Malformed("TTHeader payload is not strict binary Thrift")
+        try:
+            length = message_length(payload, self._limits)
+        except Incomplete:
+            raise Malformed("TTHeader payload shorter than its message") from None
+        if length != len(payload):
+            raise Malformed("TTHeader payload longer than its message")
+        self.header, self.header_framed = header, framed
+        return size - length, size
 
 
 class _SocketWriter:
@@ -189,7 +231,32 @@ class _SocketWriter:
         self.sock.close()
 
 
-def reply_transport(sock: socket.socket, framing: Framing) -> Any:
-    """Where replies are written: framed if the requests were."""
+class _TTHeaderWriter(_SocketWriter):
+    """Wraps each reply in a TTHeader for the call it answers (its seq id
+    and flags; framed inside if the call was), as a Kitex server does."""
+
+    def __init__(self, sock: socket.socket, reader: MessageReader) -> None:
+        super().__init__(sock)
+        self._reader = reader
+        self._reply = bytearray()
+
+    def write(self, data: bytes) -> None:
+        self._reply += data  # thriftpy2 writes a long reply in pieces, then flushes
+
+    def flush(self) -> None:
+        call = self._reader.header
+        assert call is not None
+        payload = bytes(self._reply)
+        self._reply.clear()
+        if self._reader.header_framed:
+            payload = _FRAME.pack(len(payload)) + payload
+        header = ttheader.Header(call.seq_id, call.flags, {ttheader.MSG_TYPE: ttheader.REPLY_MSG_TYPE})
+        self.sock.sendall(ttheader.encode(header, payload))
+
+
+def reply_transport(sock: socket.socket, framing: Framing, reader: MessageReader) -> Any:
+    """Where replies are written: in the transport of the calls (`reader`'s)."""
+    if framing is Framing.TTHEADER:
+        return TCyBufferedTransport(_TTHeaderWriter(sock, reader))
     writer = _SocketWriter(sock)
     return TCyFramedTransport(writer) if framing is Framing.FRAMED else TCyBufferedTransport(writer)

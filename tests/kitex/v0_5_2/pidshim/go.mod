@@ -1,0 +1,3 @@
+module github.com/choleraehyq/pid
+
+go 1.20

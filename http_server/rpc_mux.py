@@ -27,13 +27,12 @@ Safety, as rpc_pool's:
 from __future__ import annotations
 
 import itertools
+import socket
 import struct
 from typing import Any
 
 import gevent
-from gevent import socket
 from gevent.event import AsyncResult
-from gevent.lock import BoundedSemaphore
 from thriftpy2.protocol import TCyBinaryProtocol
 from thriftpy2.thrift import TApplicationException, TMessageType
 from thriftpy2.transport import TCyMemoryBuffer, TTransportException
@@ -188,7 +187,6 @@ class MuxClient:
         self._connect_timeout_s = connect_timeout_s
         self._call_timeout_s = call_timeout_s
         self._connections: list[_MuxConnection | None] = [None] * size
-        self._connecting = BoundedSemaphore(1)
 
     def call(self, method: str, *args: Any, timeout_s: float | None = None) -> Any:
         """Call `method` (every IMService method takes one request) within the call timeout, or `timeout_s` (connecting
@@ -215,10 +213,7 @@ class MuxClient:
         best: tuple[int, int] | None = None
         for i, connection in enumerate(self._connections):
             if connection is None or connection.closed:
-                with self._connecting:  # connecting yields: the calls meanwhile must not open more
-                    connection = self._connections[i]
-                    if connection is None or connection.closed:
-                        self._connections[i] = connection = self._connect()
+                self._connections[i] = connection = self._connect()
             if best is None or connection.in_flight < best[0]:
                 best = (connection.in_flight, i)
         assert best is not None

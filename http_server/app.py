@@ -15,8 +15,7 @@ from http_server.auth import Authentication
 from http_server.errors import ApiError, handle_unexpected, serialize_error
 from http_server.message_service import MessageService
 from http_server.resources import AdminChat, AdminUser, Chats, Health, OpenApiSpec, Ping, Pull, Send
-from http_server.rpc_mux import MuxClient
-from http_server.rpc_pool import RpcCaller, RpcClientPool
+from http_server.rpc_pool import RpcClientPool
 from http_server.slow_clients import BodyTimeout
 from http_server.streaming import Subscribe
 from http_server.telemetry import Metrics, RequestTelemetry, access_log
@@ -75,11 +74,7 @@ def get_app() -> falcon.App[falcon.Request, falcon.Response]:
         source, refresh = endpoints.static(cfg.rpc_addr), float("inf")
     rpc_servers = endpoints.Endpoints(source, refresh, cfg.rpc_eject_s)
     connect_s, call_s = cfg.rpc_connect_timeout_ms / 1000, cfg.rpc_timeout_ms / 1000
-    pool: RpcCaller
-    if cfg.rpc_mux_connections:  # several calls in flight on each connection (http_server.rpc_mux)
-        pool = MuxClient(rpc.IMService, rpc_servers, cfg.rpc_mux_connections, connect_s, call_s)
-    else:
-        pool = RpcClientPool(rpc.IMService, rpc_servers, cfg.rpc_pool_size, connect_s, call_s)
+    pool = RpcClientPool(rpc.IMService, rpc_servers, cfg.rpc_pool_size, connect_s, call_s)
     # Waiting pulls: their own connections, whose reads may take the longest wait.
     waits = RpcClientPool(rpc.IMService, rpc_servers, cfg.rpc_wait_pool_size, connect_s, cfg.pull_max_wait_s + call_s)
     service = MessageService(rpc, pool, waits, call_s, erase_timeout_s=cfg.admin_erase_timeout_s)

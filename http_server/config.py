@@ -46,7 +46,6 @@ class Config:
     rpc_timeout_ms: int = 1000
     rpc_connect_timeout_ms: int = 250
     rpc_pool_size: int = 64
-    rpc_mux_connections: int = 0
     admin_erase_timeout_s: int = 20
     pull_max_wait_s: int = 30
     rpc_wait_pool_size: int = 1500
@@ -85,11 +84,6 @@ _SOURCES = {
     "rpc_timeout_ms": ("RPC_TIMEOUT_MS", "total deadline of one RPC call"),
     "rpc_connect_timeout_ms": ("RPC_CONNECT_TIMEOUT_MS", "deadline to connect to the RPC server"),
     "rpc_pool_size": ("RPC_POOL_SIZE", "RPC connections per worker"),
-    "rpc_mux_connections": (
-        "RPC_MUX_CONNECTIONS",
-        "N > 0: calls go over N connections per worker, many in flight on each (replies matched by seqid), "
-        "instead of the RPC_POOL_SIZE pool",
-    ),
     "admin_erase_timeout_s": (
         "ADMIN_ERASE_TIMEOUT_S",
         "DELETE /api/admin/users/{user}: how long one request may work (beyond: 202, and the next request resumes)",
@@ -134,7 +128,6 @@ CHECKS: dict[str, Check] = {
     "rpc_timeout_ms": Range(1, 3_600_000),
     "rpc_connect_timeout_ms": Range(1, 600_000),
     "rpc_pool_size": Range(1, 100_000),
-    "rpc_mux_connections": Range(0, 1024),
     "pull_max_wait_s": Range(0, 3600),
     "rpc_wait_pool_size": Range(1, 1_000_000),
     "sse_max_streams": Range(0, 1_000_000),

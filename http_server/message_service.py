@@ -14,7 +14,7 @@ import time
 from typing import Any
 
 from http_server.errors import ApiError, from_rpc_code
-from http_server.rpc_pool import RpcCaller, RpcUnavailable
+from http_server.rpc_pool import RpcClientPool, RpcUnavailable
 
 
 class MessageService:
@@ -23,8 +23,8 @@ class MessageService:
     def __init__(
         self,
         rpc: Any,
-        pool: RpcCaller,
-        waits: RpcCaller | None = None,
+        pool: RpcClientPool,
+        waits: RpcClientPool | None = None,
         timeout_s: float = 1.0,
         erase_timeout_s: float = 20.0,
     ):
@@ -95,7 +95,7 @@ class MessageService:
         """The RPC server's own readiness answer (it asks Redis); RpcUnavailable if it cannot answer."""
         return self._pool.call("Health", self._rpc.HealthRequest(RequestId=request_id))
 
-    def _call(self, method: str, request: Any, pool: RpcCaller | None = None, timeout_s: float = 0) -> Any:
+    def _call(self, method: str, request: Any, pool: RpcClientPool | None = None, timeout_s: float = 0) -> Any:
         try:
             response = (pool or self._pool).call(method, request, timeout_s=timeout_s or None)
         except RpcUnavailable as e:

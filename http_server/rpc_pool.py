@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from collections import deque
 from select import POLLERR, POLLHUP, POLLIN, POLLPRI
-from typing import Any, Protocol
+from typing import Any
 
 import gevent
 from gevent.lock import BoundedSemaphore
@@ -35,12 +35,6 @@ from http_server.endpoints import Endpoints
 
 # The unpatched poll: a zero-timeout check never blocks, so gevent's is not needed.
 _poll = get_original("select", "poll")
-
-
-class RpcCaller(Protocol):
-    """What MessageService calls through: this pool, or http_server.rpc_mux's MuxClient."""
-
-    def call(self, method: str, *args: Any, timeout_s: float | None = None) -> Any: ...
 
 
 class RpcUnavailable(Exception):

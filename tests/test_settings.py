@@ -59,7 +59,6 @@ BAD = {
         ("RPC_TIMEOUT_MS", "0", "1..3600000"),
         ("RPC_CONNECT_TIMEOUT_MS", "0", "1..600000"),
         ("RPC_POOL_SIZE", "0", "1..100000"),
-        ("RPC_MUX_CONNECTIONS", "1025", "0..1024"),
         ("PULL_MAX_WAIT_S", "-1", "0..3600"),
         ("RPC_WAIT_POOL_SIZE", "0", "1..1000000"),
         ("SSE_MAX_STREAMS", "-1", "0..1000000"),

@@ -7,10 +7,7 @@ well-formed call, or the server shuts down. gevent makes each of thousands
 of connections cost a greenlet, not a thread.
 
 Each message is read whole and checked (transport, message_check) before
-thriftpy2 decodes it from memory. The calls of a connection run
-concurrently (concurrent_calls): a client may send several without waiting
-(http_server.rpc_mux does), and gets each reply, matched by seqid, as soon
-as it is ready; replies ready together go out in one write.
+thriftpy2 decodes it from memory; the reply goes straight to the socket.
 
 Shutdown (stop()): stop accepting, close the connections that are idle
 between calls, let the calls in flight finish and be answered (within the
@@ -26,11 +23,11 @@ from typing import Any
 
 from gevent.pool import Pool
 from gevent.server import StreamServer
+from thriftpy2.protocol import TCyBinaryProtocol
 from thriftpy2.thrift import TProcessor
-from thriftpy2.transport import TTransportException
+from thriftpy2.transport import TCyMemoryBuffer, TTransportException
 
 from rpc_server.observability import CONNECTIONS, REFUSED
-from rpc_server.wire.concurrent_calls import ConnectionCalls
 from rpc_server.wire.message_check import Limits, Malformed
 from rpc_server.wire.transport import (
     Framing,
@@ -39,13 +36,10 @@ from rpc_server.wire.transport import (
     PeerClosed,
     describe_unknown,
     detect,
+    reply_transport,
 )
 
 log = logging.getLogger(__name__)
-
-# Calls of one connection served at once; beyond, the connection is not read
-# until one finishes (TCP pushes back on the client).
-MAX_CALLS_PER_CONNECTION = 256
 
 
 class ThriftServer:
@@ -118,8 +112,13 @@ class ThriftServer:
             self._refuse(peer, "protocol", describe_unknown(first))
             return
         reader.framing = framing
-        calls = ConnectionCalls(self._processor, sock, framing, self._message_timeout_s, MAX_CALLS_PER_CONNECTION)
-        calls.serve(reader, lambda: self._stopping)
+        replies = TCyBinaryProtocol(reply_transport(sock, framing))
+        while not self._stopping:
+            message = reader.next_message()
+            if message is None:
+                return
+            sock.settimeout(self._message_timeout_s)  # a client that does not read cannot block the reply for ever
+            self._processor.process(TCyBinaryProtocol(TCyMemoryBuffer(message)), replies)
 
     def _refuse(self, peer: tuple[str, int], reason: str, why: str) -> None:
         REFUSED.labels(reason).inc()

@@ -118,12 +118,6 @@ class MessageReader:
         del self._buffer[:end]
         return message
 
-    @property
-    def buffered(self) -> bool:
-        """Bytes of a next message arrived with the last one: the client sends
-        calls without waiting for replies (rpc_server.wire.concurrent_calls)."""
-        return bool(self._buffer)
-
     def _wait_for_data(self) -> bool:
         """Wait (idle timeout) for the first bytes of a message; its deadline starts then."""
         self._sock.settimeout(self._idle_timeout_s)

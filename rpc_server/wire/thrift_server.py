@@ -8,6 +8,9 @@ of connections cost a greenlet, not a thread.
 
 Each message is read whole and checked (transport, message_check) before
 thriftpy2 decodes it from memory; the reply goes straight to the socket.
+The handler runs inside rpc_server.deadline.incoming_call: the call's
+deadline counts from when it was read whole, and a transport that carries
+a timeout of its own (TTHeader) passes it there.
 
 Shutdown (stop()): stop accepting, close the connections that are idle
 between calls, let the calls in flight finish and be answered (within the
@@ -19,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import socket
+import time
 from typing import Any
 
 from gevent.pool import Pool
@@ -27,6 +31,7 @@ from thriftpy2.protocol import TCyBinaryProtocol
 from thriftpy2.thrift import TProcessor
 from thriftpy2.transport import TCyMemoryBuffer, TTransportException
 
+from rpc_server.deadline import incoming_call
 from rpc_server.observability import CONNECTIONS, REFUSED
 from rpc_server.wire.message_check import Limits, Malformed
 from rpc_server.wire.transport import (
@@ -117,8 +122,10 @@ class ThriftServer:
             message = reader.next_message()
             if message is None:
                 return
+            received_at = time.monotonic()
             sock.settimeout(self._message_timeout_s)  # a client that does not read cannot block the reply for ever
-            self._processor.process(TCyBinaryProtocol(TCyMemoryBuffer(message)), replies)
+            with incoming_call(received_at):  # the call's deadline counts from here (rpc_server.deadline)
+                self._processor.process(TCyBinaryProtocol(TCyMemoryBuffer(message)), replies)
 
     def _refuse(self, peer: tuple[str, int], reason: str, why: str) -> None:
         REFUSED.labels(reason).inc()

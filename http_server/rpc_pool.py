@@ -24,7 +24,12 @@ connecting. The time then left travels with the call as its request's
 `TimeoutMs` (idl_rpc.thrift; rpc_server.deadline), less a margin
 (DEADLINE_MARGIN: a tenth, at least 20 ms) for the RPC server reading the
 call late and for the answer's way back, so the RPC server answers before
-we give up. A call with less than the margin left is not sent.
+we give up. A call with less than the margin left is not sent. Once a call
+is sent, its reply is waited for until the TimeoutMs it carries plus half
+the call's budget (REPLY_GRACE_SHARE): the RPC server answers by its
+TimeoutMs unless it is down or stuck, so a busy RPC server, or this
+worker's own busy loop, is not reported as "outcome unknown". A call's
+503 thus comes within 1.5 times its budget at most.
 """
 
 from __future__ import annotations
@@ -60,6 +65,7 @@ class RpcUnavailable(Exception):
 
 
 DEADLINE_MARGIN_SHARE, DEADLINE_MARGIN_MIN_S = 0.1, 0.02
+REPLY_GRACE_SHARE = 0.5
 
 
 def time_for_server(remaining_s: float) -> float:
@@ -165,6 +171,11 @@ class RpcClientPool:
                 for request in args:
                     if hasattr(request, "TimeoutMs"):
                         request.TimeoutMs = max(1, int(server_s * 1000))
+                # Sent: the RPC server answers by its TimeoutMs, unless it is
+                # down or stuck; give a busy one the grace to be heard.
+                timeout.close()
+                timeout = gevent.Timeout(server_s + budget_s * REPLY_GRACE_SHARE)
+                timeout.start()
                 sent = True
                 result = getattr(connection.client, method)(*args)
             except BaseException:
@@ -207,7 +218,9 @@ class RpcClientPool:
             order = order * 2
         for attempt, endpoint in enumerate(order):
             try:
-                connection = _Connection(self._service, *endpoint, self._connect_timeout_s, self._call_timeout_s)
+                # Each read's own timeout: never shorter than a call's reply wait (call() bounds the whole).
+                read_timeout_s = self._call_timeout_s * (1 + REPLY_GRACE_SHARE)
+                connection = _Connection(self._service, *endpoint, self._connect_timeout_s, read_timeout_s)
             except TTransportException:
                 self._endpoints.failed(endpoint)
                 if attempt == len(order) - 1:

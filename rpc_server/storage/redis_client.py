@@ -196,7 +196,8 @@ def storage_errors(sending: bool = False) -> Iterator[None]:
     try:
         yield
     except (redis.RedisError, RedisClusterException) as e:
-        REDIS_ERRORS.labels(type(e).__name__).inc()
+        if not isinstance(e, QueuedPastDeadline):  # not Redis's failure: redis_commands_not_sent_total counts it
+            REDIS_ERRORS.labels("ConnectionError" if isinstance(e, NoConnection) else type(e).__name__).inc()
         if isinstance(e, redis.exceptions.OutOfMemoryError):
             STORAGE_FULL.inc()
         reason = _unavailable_reason(e)

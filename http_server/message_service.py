@@ -2,7 +2,8 @@
 
 A Thrift client over the pooled connections (http_server.rpc_pool): it
 builds each Thrift request, picks the pool and deadline of the call (a
-waiting pull gets its own pool, and its wait on top of the deadline), and
+waiting pull gets its own pool, and its wait on top of the deadline; the
+pool sends what is left of it as the request's TimeoutMs), and
 turns a non-zero `Code` or an unreachable RPC server into an ApiError, so a
 resource never sees Thrift. It holds no state of its own and no Redis
 connection.
@@ -43,7 +44,7 @@ class MessageService:
         request = self._rpc.SendRequest(
             message=message, IdempotencyKey=idempotency_key, Caller=caller, RequestId=request_id
         )
-        return int(self._call("Send", request).SendTime)
+        return int(self._call("Send", request, writes=True).SendTime)
 
     def pull(
         self, chat: str, cursor: int, limit: int, reverse: bool, caller: str | None, request_id: str, wait_s: int = 0
@@ -95,11 +96,17 @@ class MessageService:
         """The RPC server's own readiness answer (it asks Redis); RpcUnavailable if it cannot answer."""
         return self._pool.call("Health", self._rpc.HealthRequest(RequestId=request_id))
 
-    def _call(self, method: str, request: Any, pool: RpcClientPool | None = None, timeout_s: float = 0) -> Any:
+    def _call(
+        self, method: str, request: Any, pool: RpcClientPool | None = None, timeout_s: float = 0, writes: bool = False
+    ) -> Any:
+        """`writes`: a send, whose 503 says whether it was stored: "not
+        stored" when the call never reached the RPC server, else "outcome
+        unknown" (the RPC server's own 503s say it themselves)."""
         try:
             response = (pool or self._pool).call(method, request, timeout_s=timeout_s or None)
         except RpcUnavailable as e:
-            raise ApiError(503, str(e)) from e
+            kind = ("; outcome unknown" if e.sent else "; not stored") if writes else ""
+            raise ApiError(503, f"{e}{kind}") from e
         if response.Code != 0:
             raise from_rpc_code(response.Code, response.Msg, getattr(response, "RetryAfterMs", None))
         return response

@@ -14,11 +14,27 @@ Retries: only a connect failure is retried (on the next endpoint, if there
 are several), because then the request certainly never reached a server.
 After a timeout or a dropped reply the outcome is unknown, so the caller
 gets RpcUnavailable and the client decides, with its
-Idempotency-Key, whether to retry.
+Idempotency-Key, whether to retry. RpcUnavailable says whether the call
+was sent: not (no free connection or no connect before the deadline: the
+RPC server never saw it), or sent (its outcome unknown to us).
+
+Deadlines: the call's deadline starts when `call` does (RPC_TIMEOUT_MS, or
+the caller's `timeout_s`), and covers waiting for a pooled connection and
+connecting. The time then left travels with the call as its request's
+`TimeoutMs` (idl_rpc.thrift; rpc_server.deadline), less a margin
+(DEADLINE_MARGIN: a tenth, at least 20 ms) for the RPC server reading the
+call late and for the answer's way back, so the RPC server answers before
+we give up. A call with less than the margin left is not sent. Once a call
+is sent, its reply is waited for until the TimeoutMs it carries plus half
+the call's budget (REPLY_GRACE_SHARE): the RPC server answers by its
+TimeoutMs unless it is down or stuck, so a busy RPC server, or this
+worker's own busy loop, is not reported as "outcome unknown". A call's
+503 thus comes within 1.5 times its budget at most.
 """
 
 from __future__ import annotations
 
+import time
 from collections import deque
 from select import POLLERR, POLLHUP, POLLIN, POLLPRI
 from typing import Any
@@ -40,7 +56,22 @@ _poll = get_original("select", "poll")
 class RpcUnavailable(Exception):
     """The RPC server could not answer: down, overloaded or too slow. (The
     one case certainly safe to retry, a connect failure, is retried already
-    by _connect; for every other, the outcome is unknown to us.)"""
+    by _connect.) `sent`: whether the call went out (then its outcome is
+    unknown to us); if not, the RPC server never saw it."""
+
+    def __init__(self, msg: str, sent: bool) -> None:
+        super().__init__(msg)
+        self.sent = sent
+
+
+DEADLINE_MARGIN_SHARE, DEADLINE_MARGIN_MIN_S = 0.1, 0.02
+REPLY_GRACE_SHARE = 0.5
+
+
+def time_for_server(remaining_s: float) -> float:
+    """The part of `remaining_s` the RPC server is given (its TimeoutMs), the
+    margin kept for reading the call late and the answer's way back."""
+    return remaining_s - max(DEADLINE_MARGIN_MIN_S, remaining_s * DEADLINE_MARGIN_SHARE)
 
 
 class ReplyMismatch(Exception):
@@ -120,14 +151,32 @@ class RpcClientPool:
     def call(self, method: str, *args: Any, timeout_s: float | None = None) -> Any:
         """Call `method` within the call timeout, or `timeout_s` (either
         includes waiting for a free connection and connecting), or raise
-        RpcUnavailable."""
-        timeout = gevent.Timeout(timeout_s or self._call_timeout_s)
+        RpcUnavailable. A request with a `TimeoutMs` field gets the time
+        left (see the module's docstring)."""
+        budget_s = timeout_s or self._call_timeout_s
+        deadline = time.monotonic() + budget_s
+        timeout = gevent.Timeout(budget_s)
         timeout.start()
         connection = None
+        sent = False
         try:
             self._slots.acquire()  # waits for a free slot, at most until the deadline
             try:
                 connection = self._checkout()
+                server_s = time_for_server(deadline - time.monotonic())
+                if server_s <= 0:
+                    self._idle.append(connection)  # unused: it stays good
+                    connection = None
+                    raise RpcUnavailable("no time left to call the message service before the deadline", sent=False)
+                for request in args:
+                    if hasattr(request, "TimeoutMs"):
+                        request.TimeoutMs = max(1, int(server_s * 1000))
+                # Sent: the RPC server answers by its TimeoutMs, unless it is
+                # down or stuck; give a busy one the grace to be heard.
+                timeout.close()
+                timeout = gevent.Timeout(server_s + budget_s * REPLY_GRACE_SHARE)
+                timeout.start()
+                sent = True
                 result = getattr(connection.client, method)(*args)
             except BaseException:
                 if connection is not None:
@@ -141,13 +190,13 @@ class RpcClientPool:
         except gevent.Timeout as e:
             if e is not timeout:
                 raise
-            raise RpcUnavailable("message service timed out") from None
+            raise RpcUnavailable("message service timed out", sent) from None
         except TTransportException as e:
             if e.type == TTransportException.NOT_OPEN:
-                raise RpcUnavailable("cannot connect to the message service") from e
-            raise RpcUnavailable("connection to the message service failed") from e
+                raise RpcUnavailable("cannot connect to the message service", sent) from e
+            raise RpcUnavailable("connection to the message service failed", sent) from e
         except (OSError, *_BAD_REPLY) as e:
-            raise RpcUnavailable(f"message service call failed: {e}") from e
+            raise RpcUnavailable(f"message service call failed: {e}", sent) from e
         finally:
             timeout.close()
 
@@ -169,7 +218,9 @@ class RpcClientPool:
             order = order * 2
         for attempt, endpoint in enumerate(order):
             try:
-                connection = _Connection(self._service, *endpoint, self._connect_timeout_s, self._call_timeout_s)
+                # Each read's own timeout: never shorter than a call's reply wait (call() bounds the whole).
+                read_timeout_s = self._call_timeout_s * (1 + REPLY_GRACE_SHARE)
+                connection = _Connection(self._service, *endpoint, self._connect_timeout_s, read_timeout_s)
             except TTransportException:
                 self._endpoints.failed(endpoint)
                 if attempt == len(order) - 1:

@@ -17,8 +17,10 @@
 //        the largest an i64 holds (far-future data written into it)
 //   422  idempotency-key conflict: the key was used for a different message
 //   429  rate limited
-//   503  storage unavailable or overloaded; retry later (with the same
-//        IdempotencyKey to make a send's retry safe)
+//   503  storage unavailable or overloaded, or the call's deadline (TimeoutMs)
+//        leaves no time; retry later (with the same IdempotencyKey to make
+//        a send's retry safe). A Send's Msg says which: "not stored"
+//        (nothing was written) or "outcome unknown" (Redis failed mid-write)
 //   500  internal error
 // The HTTP tier answers with the same number as its status.
 
@@ -46,6 +48,14 @@ struct SendRequest {
     // by the HTTP tier when AUTH_MODE is on). When set, Sender must equal it
     // (else Code 403). Unset: no access check, as in the seed.
     4: optional string Caller
+    // Additive: the caller's remaining deadline, in milliseconds, relative
+    // (clocks differ between hosts): the server answers within it. A write
+    // is started only while enough of it remains to wait for Redis's reply;
+    // otherwise Code 503 with a Msg that says "not stored". 0 or less: the
+    // deadline has passed (refused, nothing done). Absent: the server's
+    // default (RPC_DEFAULT_TIMEOUT_MS). A transport's own timeout (Kitex
+    // TTHeader's) also counts: the earlier one wins.
+    5: optional i32 TimeoutMs
 }
 
 struct SendResponse {
@@ -75,6 +85,9 @@ struct PullRequest {
     // none came). Clamped to the server's maximum (30000). To wait for what
     // follows the last message seen, pass its SendTime + 1 as the Cursor.
     7: optional i32 WaitMs
+    // Additive: the caller's remaining deadline in ms, as in SendRequest;
+    // with WaitMs it covers the wait too.
+    8: optional i32 TimeoutMs
 }
 
 struct PullResponse {
@@ -107,6 +120,8 @@ struct ListChatsRequest {
     3: optional i32 Limit           // 0 means 10; clamped to 100
     4: optional string Caller       // when set, must equal User (else 403)
     5: optional string RequestId
+    // Additive: the caller's remaining deadline in ms, as in SendRequest.
+    6: optional i32 TimeoutMs
 }
 
 struct ListChatsResponse {
@@ -124,6 +139,8 @@ struct DeleteChatRequest {
     1: required string Chat
     2: optional string AdminToken   // must equal the server's ADMIN_TOKEN
     3: optional string RequestId
+    // Additive: the caller's remaining deadline in ms, as in SendRequest.
+    4: optional i32 TimeoutMs
 }
 
 // Additive, admin: erase a user: every chat the user is in, as DeleteChat
@@ -138,6 +155,8 @@ struct EraseUserRequest {
     4: optional i32 BudgetMs        // how long to work: 1..60000; absent or
                                     // 0: 60000 (as a caller that does not
                                     // know of Done expects it all done)
+    // Additive: the caller's remaining deadline in ms, as in SendRequest.
+    5: optional i32 TimeoutMs
 }
 
 struct AdminResponse {
@@ -153,6 +172,7 @@ struct AdminResponse {
 struct HealthRequest {
     1: optional bool SkipStorage    // true: answer without asking Redis
     2: optional string RequestId
+    3: optional i32 TimeoutMs        // additive, as in SendRequest
 }
 
 struct HealthResponse {

@@ -3,15 +3,15 @@
 A TTHeader call (Kitex's header transport) carries, beside its Thrift
 payload, the caller's service name, a log or request id and its RPC timeout.
 The server loop sets them here for the duration of the call; the service
-reads them (the call log line, and `deadline` for whatever must finish in
-time). A context variable, because each connection is served by its own
+reads them for the call log line. The RPC timeout also goes to the call's
+deadline (rpc_server.deadline.incoming_call), which is where deadlines live.
+A context variable, because each connection is served by its own
 greenlet, and greenlets each have their own context: no argument has to go
 through thriftpy2's processor, which knows nothing of transports.
 """
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -23,13 +23,6 @@ class CallContext:
     request_id: str | None = None
     from_service: str | None = None
     timeout_ms: int | None = None  # the caller's RPC timeout, as it sent it
-    deadline: float | None = None  # time.monotonic() when the caller gives up; None: unknown
-
-    @classmethod
-    def starting_now(cls, request_id: str | None, from_service: str | None, timeout_ms: int | None) -> CallContext:
-        """The context of a call whose caller's timeout started (about) now."""
-        deadline = time.monotonic() + timeout_ms / 1000 if timeout_ms is not None else None
-        return cls(request_id, from_service, timeout_ms, deadline)
 
 
 NONE = CallContext()

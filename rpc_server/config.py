@@ -23,12 +23,14 @@ class Config:
     redis_url: str = "redis://127.0.0.1:6379/0"
     redis_cluster_nodes: str = ""
     redis_tls_ca_file: str = ""
-    redis_timeout_ms: int = 300
+    redis_timeout_ms: int = 1000
     redis_pool_size: int = 64
     redis_pool_wait_ms: int = 200
     redis_pipeline_lanes: int = 2
     redis_wait_replicas: int = 0
     redis_wait_timeout_ms: int = 200
+    default_timeout_ms: int = 1000
+    reply_reserve_ms: int = 500
     max_text_chars: int = 4096
     max_pull_limit: int = 100
     pull_max_wait_ms: int = 30000
@@ -64,15 +66,29 @@ _SOURCES = {
         "host:port,... of a Redis Cluster, or redis[s]://[user:password@]host:port,... (then REDIS_URL is unused)",
     ),
     "redis_tls_ca_file": ("REDIS_TLS_CA_FILE", "CA certificates (PEM) to verify Redis's TLS certificate (rediss://)"),
-    "redis_timeout_ms": ("REDIS_TIMEOUT_MS", "Redis connect and command timeout"),
+    "redis_timeout_ms": (
+        "REDIS_TIMEOUT_MS",
+        "longest wait to connect to Redis or for a reply (a call's own deadline may shorten it)",
+    ),
     "redis_pool_size": ("REDIS_POOL_SIZE", "Redis connections per process"),
-    "redis_pool_wait_ms": ("REDIS_POOL_WAIT_MS", "longest wait for a free Redis connection"),
+    "redis_pool_wait_ms": (
+        "REDIS_POOL_WAIT_MS",
+        "longest wait for a free Redis connection (a call's own deadline may shorten it)",
+    ),
     "redis_pipeline_lanes": (
         "REDIS_PIPELINE_LANES",
         "pipelines in flight at once for coalesced commands (0: no coalescing)",
     ),
     "redis_wait_replicas": ("REDIS_WAIT_REPLICAS", "acknowledge a send only once this many replicas have it (WAIT)"),
     "redis_wait_timeout_ms": ("REDIS_WAIT_TIMEOUT_MS", "how long a send waits for its replicas (503 beyond)"),
+    "default_timeout_ms": (
+        "RPC_DEFAULT_TIMEOUT_MS",
+        "the deadline of a call that brings none (no TimeoutMs; a long-poll's wait is added)",
+    ),
+    "reply_reserve_ms": (
+        "REDIS_REPLY_RESERVE_MS",
+        "a Redis command is sent only while this much of its call's deadline is left (at most half of it)",
+    ),
     "max_text_chars": ("MAX_TEXT_CHARS", "longest text, in Unicode code points"),
     "max_pull_limit": ("MAX_PULL_LIMIT", "larger pull limits are clamped to this"),
     "pull_max_wait_ms": ("PULL_MAX_WAIT_MS", "longest long-poll wait of a pull (larger WaitMs are clamped)"),
@@ -116,6 +132,8 @@ CHECKS: dict[str, Check] = {
     "redis_pipeline_lanes": Range(0, 64),
     "redis_wait_replicas": Range(0, 100),
     "redis_wait_timeout_ms": Range(1, 600_000),
+    "default_timeout_ms": Range(1, 3_600_000),
+    "reply_reserve_ms": Range(0, 600_000),
     "max_text_chars": Range(1, 1_000_000),
     "max_pull_limit": Range(1, 10_000),
     "pull_max_wait_ms": Range(0, 3_600_000),

@@ -60,3 +60,9 @@ class StorageUnavailable(ServiceError):
     """Redis is down, too slow, loading, or out of memory; worth a retry later."""
 
     code = codes.STORAGE_UNAVAILABLE
+
+
+class DeadlineExceeded(StorageUnavailable):
+    """The call's deadline (rpc_server.deadline) left no time to send
+    anything to Redis: nothing was done. A 503, as storage too slow for the
+    caller's deadline is (overload)."""

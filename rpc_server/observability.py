@@ -27,6 +27,11 @@ WAITING = Gauge("rpc_pulls_waiting", "Pulls waiting for a message (long-poll)", 
 CONNECTIONS = Gauge("rpc_connections_open", "Open Thrift connections", multiprocess_mode="livesum")
 REFUSED = Counter("rpc_connections_closed_on_error_total", "Connections closed for bad input, by reason", ["reason"])
 REDIS_ERRORS = Counter("redis_errors_total", "Failed Redis calls, by kind", ["kind"])
+COMMANDS_NOT_SENT = Counter(
+    "redis_commands_not_sent_total",
+    "Redis commands dropped unsent (they did not run), by why: QueuedPastDeadline, NoConnection",
+    ["why"],
+)
 STORAGE_FULL = Counter("storage_full_total", "Sends refused because Redis is out of memory (maxmemory reached)")
 
 

@@ -17,7 +17,9 @@ from typing import Any
 
 from rpc_server import call_context
 from rpc_server.chat_id import Chat, canonical_member, parse_chat
+from rpc_server.deadline import DEFAULT_POLICY, Deadline, DeadlinePolicy
 from rpc_server.errors import (
+    DeadlineExceeded,
     InvalidArgument,
     PermissionDenied,
     RateLimited,
@@ -62,9 +64,11 @@ class IMService:
         admin_token: str = "",
         notifier: Notifier | None = None,
         max_wait_ms: int = 30000,
+        deadlines: DeadlinePolicy = DEFAULT_POLICY,
     ) -> None:
         """`rpc`: the module thriftpy2 loaded from idl_rpc.thrift. Without a
-        `notifier` the service does not wait (a Pull with WaitMs is a 400)."""
+        `notifier` the service does not wait (a Pull with WaitMs is a 400).
+        `deadlines`: how each call's deadline is set (rpc_server.deadline)."""
         self._rpc = rpc
         self._store = store
         self._conversations = conversations
@@ -74,6 +78,7 @@ class IMService:
         self._admin_token = admin_token.encode()
         self._notifier = notifier
         self._max_wait_ms = max_wait_ms
+        self._deadlines = deadlines
 
     def Send(self, req: Any) -> Any:
         message = getattr(req, "message", None)
@@ -88,8 +93,9 @@ class IMService:
             _check_acts_as(_caller(req.Caller), sender, "send as")
             text = self._valid_text(message.Text)
             key = _valid_idempotency_key(req.IdempotencyKey)
-            self._store.check_rate(sender)
-            send_time = self._store.append(chat, sender, text, key)
+            deadline = self._started(req, sending=True)
+            self._store.check_rate(sender, deadline)
+            send_time = self._store.append(chat, sender, text, key, deadline)
             self._conversations.touch(chat, send_time)  # a replay too: it repairs a lost update
             return self._rpc.SendResponse(Code=0, Msg="success", SendTime=send_time)
 
@@ -103,9 +109,10 @@ class IMService:
             _check_member(_caller(req.Caller), chat)
             cursor, limit = self._paging(req.Cursor, req.Limit)
             wait_s = self._wait_s(req.WaitMs, bool(req.Reverse))
-            page = self._store.read(chat, cursor, limit, bool(req.Reverse))
+            deadline = self._started(req, waits_s=wait_s)
+            page = self._store.read(chat, cursor, limit, bool(req.Reverse), deadline)
             if wait_s and not page.items:
-                page = self._wait_for_messages(chat, cursor, limit, wait_s)
+                page = self._wait_for_messages(chat, cursor, limit, wait_s, deadline)
             messages = [self._message(req.Chat, m) for m in page.items]
             return self._rpc.PullResponse(
                 Code=0,
@@ -124,6 +131,7 @@ class IMService:
         def health() -> Any:
             if req is not None and req.SkipStorage:
                 return self._rpc.HealthResponse(Code=0, Msg="ok", Storage="skipped")
+            self._started(req)
             try:
                 self._store.ping()
             except StorageUnavailable as e:
@@ -141,6 +149,7 @@ class IMService:
             user = canonical_member(req.User, "user")
             _check_acts_as(_caller(req.Caller), user, "list the chats of")
             cursor, limit = self._paging(req.Cursor, req.Limit)
+            self._started(req)
             page = self._conversations.list(user, cursor, limit)
             chats = [
                 self._rpc.ChatSummary(
@@ -161,7 +170,9 @@ class IMService:
 
         def delete_chat() -> Any:
             self._check_admin(req)
-            return self._admin_response(self._erasure.delete_chat(parse_chat(req.Chat)))
+            chat = parse_chat(req.Chat)
+            self._started(req, sending=True)
+            return self._admin_response(self._erasure.delete_chat(chat))
 
         return _answer("DeleteChat", req, getattr(req, "Chat", None), delete_chat, self._rpc.AdminResponse)
 
@@ -175,9 +186,20 @@ class IMService:
             budget_ms = req.BudgetMs or DEFAULT_ERASE_BUDGET_MS
             if not 1 <= budget_ms <= MAX_ERASE_BUDGET_MS:
                 raise InvalidArgument(f"BudgetMs must be 1..{MAX_ERASE_BUDGET_MS} (or absent), not {budget_ms}")
+            self._started(req, sending=True)
             return self._admin_response(self._erasure.erase_user(user, budget_ms / 1000), done=True)
 
         return _answer("EraseUser", req, None, erase_user, self._rpc.AdminResponse)
+
+    def _started(self, req: Any, sending: bool = False, waits_s: float = 0.0) -> Deadline:
+        """The call's deadline (rpc_server.deadline), once its input is
+        valid; DeadlineExceeded if it leaves no time to send anything to
+        Redis: nothing is done (`sending`: a write, so "not stored").
+        `waits_s`: a long-poll's wait, added to the default deadline."""
+        deadline = self._deadlines.for_call(getattr(req, "TimeoutMs", None), waits_s)
+        if not deadline.can_send():
+            raise DeadlineExceeded("the call's deadline left no time to reach storage" + ("; not stored" * sending))
+        return deadline
 
     def _check_admin(self, req: Any) -> None:
         if req is None:
@@ -220,19 +242,22 @@ class IMService:
             raise InvalidArgument("this server does not wait")
         return min(wait_ms, self._max_wait_ms) / 1000
 
-    def _wait_for_messages(self, chat: Chat, cursor: int, limit: int, wait_s: float) -> Page[StoredMessage]:
+    def _wait_for_messages(
+        self, chat: Chat, cursor: int, limit: int, wait_s: float, deadline: Deadline
+    ) -> Page[StoredMessage]:
         """Long-poll: read again on every notice until a message at or after
         `cursor` is there or the time is up (then the empty page). Watching
-        starts before the first read, so nothing can arrive unseen."""
+        starts before the first read, so nothing can arrive unseen. The
+        wait ends in time for a last read within the call's deadline."""
         assert self._notifier is not None
-        deadline = time.monotonic() + wait_s
+        wait_ends = time.monotonic() + min(wait_s, deadline.until_send_by())
         with self._notifier.watch(chat) as notified:
-            page = self._store.read(chat, cursor, limit, reverse=False)
+            page = self._store.read(chat, cursor, limit, False, deadline)
             while not page.items and not self._notifier.closed:
-                if not notified.wait(max(deadline - time.monotonic(), 0)):
+                if not notified.wait(max(wait_ends - time.monotonic(), 0)):
                     break
                 notified.clear()
-                page = self._store.read(chat, cursor, limit, reverse=False)
+                page = self._store.read(chat, cursor, limit, False, deadline)
         return page
 
     def _valid_text(self, text: object) -> str:

@@ -87,6 +87,10 @@ def target(
         REDIS_CLUSTER_NODES=cluster.addresses,
         REDIS_TIMEOUT_MS=str(REDIS_TIMEOUT_MS),
         REDIS_POOL_WAIT_MS=str(REDIS_POOL_WAIT_MS),
+        # Calls without TimeoutMs get a deadline far beyond the stalls, so the
+        # caps above end every wait, as this test means (deadlines: test_deadlines.py).
+        RPC_DEFAULT_TIMEOUT_MS="60000",
+        REDIS_REPLY_RESERVE_MS="10000",
         **(rate_limit if request.param == "rate check stalled" else {}),
     )
     server.start()

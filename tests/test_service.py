@@ -402,9 +402,10 @@ def test_with_redis_down_every_call_is_a_503(rpc: Any, down: IMService, chat: Ch
         "DeleteChat": down.DeleteChat(rpc.DeleteChatRequest(Chat=chat.id, AdminToken=ADMIN)),
         "EraseUser": down.EraseUser(rpc.EraseUserRequest(User=chat.first, AdminToken=ADMIN)),
     }
+    # A send says it stored nothing: connecting failed, so it was never sent.
     assert {method: answer_of(a) for method, a in answers.items()} == dict.fromkeys(
         answers, (503, "storage unavailable")
-    )
+    ) | {"Send": (503, "storage unavailable; not stored")}
     health = down.Health(rpc.HealthRequest())
     assert (health.Code, health.Msg, health.Storage) == (
         503,
@@ -431,10 +432,10 @@ class FailingStore(MessageStore):
         super().__init__(client, 60)
         self.failure = failure
 
-    def append(self, chat: Chat, sender: str, text: str, key: str | None = None) -> int:
+    def append(self, chat: Chat, sender: str, text: str, key: str | None = None, deadline: Any = None) -> int:
         raise self.failure
 
-    def read(self, chat: Chat, cursor: int, limit: int, reverse: bool) -> Any:
+    def read(self, chat: Chat, cursor: int, limit: int, reverse: bool, deadline: Any = None) -> Any:
         raise self.failure
 
     def last_messages(self, chats: list[Chat]) -> list[StoredMessage | None]:
@@ -444,7 +445,7 @@ class FailingStore(MessageStore):
 @pytest.mark.parametrize(
     ("failure", "code", "msg"),
     [
-        (StorageUnavailable("storage timed out; the outcome of a send is unknown"), 503, None),
+        (StorageUnavailable("storage timed out; outcome unknown"), 503, None),
         (RuntimeError("a bug"), 500, "internal error"),
     ],
     ids=["unavailable", "bug"],

@@ -31,6 +31,8 @@ BAD = {
         ("REDIS_PIPELINE_LANES", "65", "0..64"),
         ("REDIS_WAIT_REPLICAS", "-1", "0..100"),
         ("REDIS_WAIT_TIMEOUT_MS", "0", "1..600000"),  # WAIT 0 would block for ever
+        ("RPC_DEFAULT_TIMEOUT_MS", "0", "1..3600000"),
+        ("REDIS_REPLY_RESERVE_MS", "-1", "0..600000"),
         ("MAX_TEXT_CHARS", "0", "1..1000000"),
         ("MAX_PULL_LIMIT", "0", "1..10000"),
         ("PULL_MAX_WAIT_MS", "-1", "0..3600000"),

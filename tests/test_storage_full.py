@@ -1,5 +1,5 @@
 """When Redis is full (maxmemory reached; deploy/redis.conf never evicts):
-sends get 503 "storage full" with Retry-After and store nothing, every
+sends get 503 "storage full; not stored" with Retry-After and store nothing, every
 message acknowledged before is still there, reads keep working, the RPC
 server counts the refusals, and raising maxmemory at run time lets sends
 through again without restarting anything."""
@@ -63,12 +63,12 @@ def test_a_full_redis_refuses_sends_with_503_keeps_what_it_has_and_recovers_at_r
 
     # What the client sees: 503, a JSON body saying why, and when to retry.
     assert response.headers["Content-Type"].startswith("application/json")
-    assert response.json() == {"code": 503, "msg": "storage full"}
+    assert response.json() == {"code": 503, "msg": "storage full; not stored"}
     assert int(response.headers["Retry-After"]) >= 1
     # Further sends, to this chat or a new one, are refused the same way.
     for chat, sender in ((CHAT, "bob"), ("carol:dave", "carol")):
         again = api.send(chat, "still full?", sender)
-        assert (again.status_code, again.json()) == (503, {"code": 503, "msg": "storage full"})
+        assert (again.status_code, again.json()) == (503, {"code": 503, "msg": "storage full; not stored"})
     refusals = 3  # the first, and these two
 
     # Reads keep working, and nothing stored changed: every acknowledged

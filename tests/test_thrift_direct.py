@@ -7,6 +7,7 @@ from __future__ import annotations
 import socket
 import struct
 import threading
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,7 +17,7 @@ from thriftpy2.transport import TCyBufferedTransport, TCyMemoryBuffer, TSocket
 
 from rpc_server.wire import ttheader
 from tests.conftest import ThriftClientFactory
-from tests.servers import Stack, wait_until
+from tests.servers import RedisServer, RpcServer, Stack, wait_until
 
 
 def _send(rpc: Any, chat: str, text: Any, sender: str, **extra: Any) -> Any:
@@ -255,3 +256,40 @@ def test_a_client_vanishing_mid_call_harms_no_one(stack: Stack, thrift_client: T
         with socket.create_connection(("127.0.0.1", stack.rpc.port)) as sock:
             sock.sendall(header[:cut])
         assert healthy.Pull(rpc.PullRequest(Chat="a:b", Cursor=0, Limit=1)).Code == 0
+
+
+def test_a_ttheader_rpc_timeout_is_the_calls_deadline(tmp_path: Path, rpc: Any) -> None:
+    """A Kitex caller's RPC timeout (int key 12) bounds the call as a
+    TimeoutMs would. The server's own default deadline and Redis cap are a minute, and
+    Redis holds every write until the test lets go: only the header's 500 ms
+    can end the call, with a 503, while Redis is still held."""
+    redis_server = RedisServer(tmp_path / "redis")
+    server = RpcServer(
+        tmp_path, redis_server.url, RPC_WORKERS="1", RPC_DEFAULT_TIMEOUT_MS="60000", REDIS_TIMEOUT_MS="60000"
+    )
+    call = TCyMemoryBuffer()
+    proto = TCyBinaryProtocol(call)
+    proto.write_message_begin("Send", TMessageType.CALL, 7)
+    rpc.IMService.Send_args(req=_send(rpc, "a:b", "held", "a")).write(proto)
+    proto.write_message_end()
+    try:
+        redis_server.start()
+        server.start()
+        redis_server.client().execute_command("CLIENT", "PAUSE", 120_000, "WRITE")
+        with socket.create_connection(("127.0.0.1", server.port), timeout=30) as sock:
+            sock.sendall(_ttheader_call(7, call.getvalue(), False, {12: "500"}))
+            try:
+                size = struct.unpack(">I", _read_whole(sock, 4))[0]
+            except TimeoutError:
+                pytest.fail("no answer in 30 s: the TTHeader's RPC timeout did not bound the call")
+            _, payload = ttheader.decode(struct.pack(">I", size) + _read_whole(sock, size))
+        reply = TCyBinaryProtocol(TCyMemoryBuffer(bytes(payload)))
+        assert reply.read_message_begin() == ("Send", TMessageType.REPLY, 7)
+        result = rpc.IMService.Send_result()
+        result.read(reply)
+        assert result.success.Code == 503, result.success
+        assert result.success.Msg.endswith(("not stored", "outcome unknown")), result.success
+    finally:
+        redis_server.client().execute_command("CLIENT", "UNPAUSE")
+        server.stop()
+        redis_server.stop()

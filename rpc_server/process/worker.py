@@ -25,6 +25,7 @@ from thriftpy2.parser.exc import ThriftParserError
 import idl
 from plumbing.settings import StartupError, cannot_listen
 from rpc_server.config import Config
+from rpc_server.deadline import DeadlinePolicy
 from rpc_server.observability import serve_metrics
 from rpc_server.process.registry import EtcdRegistration, advertised_address
 from rpc_server.service import IMService
@@ -78,6 +79,7 @@ def serve(cfg: Config) -> int:
         admin_token=cfg.admin_token,
         notifier=notifier,
         max_wait_ms=cfg.pull_max_wait_ms,
+        deadlines=DeadlinePolicy(cfg.default_timeout_ms, cfg.reply_reserve_ms),
     )
     limits = Limits(max_bytes=cfg.max_message_bytes, max_string=cfg.max_message_bytes)
     server = ThriftServer(

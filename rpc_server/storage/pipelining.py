@@ -31,19 +31,48 @@ alone (it did not run: "not stored"), and a timeout or connection error
 fails that node's batch (outcome unknown); either way the slot map is read
 again in the background, so that the next call goes to the right node. The
 caller's retry, with its idempotency key, is the only retry.
+
+Deadlines (rpc_server.deadline). Each command carries its call's Deadline.
+Nothing is sent after its `send_by`: a command still waiting then, in the
+queue or for its batch's pooled connection (or connect), is dropped
+unsent, and its caller gets NotSent ("not stored"): Redis never saw it. The
+caller stops waiting at `send_by` if its command is still queued (so a
+lane held up by a stalled Redis does not hold it), and at `answer_by` if it
+was sent (then the outcome is unknown). A batch waits for a pooled
+connection until its latest `send_by` (REDIS_POOL_WAIT_MS caps it), and for
+its replies until its latest `answer_by` (REDIS_TIMEOUT_MS, the socket
+timeout, caps each read).
 """
 
 from __future__ import annotations
 
 import contextlib
+import math
 import time
 from collections import deque
+from collections.abc import Iterator
 from typing import Any, Protocol
 
 import gevent
 import redis
 from gevent.event import AsyncResult
 from redis.exceptions import AskError, ClusterDownError, RedisClusterException, TryAgainError
+
+from rpc_server.deadline import NO_DEADLINE, Deadline
+from rpc_server.observability import COMMANDS_NOT_SENT
+
+
+class NotSent(redis.RedisError):
+    """The command was never sent to Redis: it did not run."""
+
+
+class QueuedPastDeadline(NotSent):
+    """Its call's deadline left no time to send it (it waited in the queue)."""
+
+
+class NoConnection(NotSent, redis.ConnectionError):
+    """No connection to Redis in time: none free in the pool, or connecting failed."""
+
 
 #: Errors after which the cluster's slot map may be stale: read it again.
 TOPOLOGY_ERRORS = (
@@ -59,11 +88,11 @@ TOPOLOGY_ERRORS = (
 class Runner(Protocol):
     """Where the store's commands go: one Redis, or a Cluster's masters."""
 
-    def execute(self, *args: Any) -> Any:
+    def execute(self, *args: Any, deadline: Deadline = NO_DEADLINE) -> Any:
         """Run one command and return its reply (raise its error)."""
         ...
 
-    def execute_many(self, commands: list[tuple[Any, ...]]) -> list[Any]:
+    def execute_many(self, commands: list[tuple[Any, ...]], deadline: Deadline = NO_DEADLINE) -> list[Any]:
         """Run several commands, likely in one round trip per node; a reply
         per command, or the exception it failed with (not raised)."""
         ...
@@ -77,6 +106,37 @@ class Runner(Protocol):
         ...
 
 
+class Command:
+    """One command on its way: queued, then sent or dropped; its reply or
+    error arrives in `result`."""
+
+    __slots__ = ("args", "deadline", "dropped", "result", "sent")
+
+    def __init__(self, args: tuple[Any, ...], deadline: Deadline) -> None:
+        self.args = args
+        self.deadline = deadline
+        self.result = AsyncResult()
+        self.sent = False
+        self.dropped = False
+
+    def drop(self, error: NotSent) -> None:
+        self.dropped = True
+        COMMANDS_NOT_SENT.labels(type(error).__name__).inc()
+        self.result.set_exception(error)
+
+    def outcome(self) -> Any:
+        """Its reply, or the exception it failed with (not raised), within
+        its deadline (see the module's docstring)."""
+        self.result.wait(_seconds(self.deadline.until_send_by()))
+        if not self.result.ready() and not self.sent:
+            self.drop(QueuedPastDeadline("the call's deadline passed before the command could be sent"))
+        if not self.result.ready():
+            self.result.wait(_seconds(self.deadline.until_answer_by()))
+        if not self.result.ready():
+            return redis.TimeoutError("no reply from Redis by the call's deadline")
+        return self.result.value if self.result.successful() else self.result.exception
+
+
 class AutoPipeline:
     """Coalesces the commands of concurrent callers into pipelines on one
     plain Redis client (lanes >= 1), or sends each alone (lanes == 0)."""
@@ -85,21 +145,24 @@ class AutoPipeline:
         self._client = client
         self._lanes = lanes
         self._max_batch = max_batch
-        self._queue: deque[tuple[tuple[Any, ...], AsyncResult]] = deque()
+        self._queue: deque[Command] = deque()
         self._busy_lanes = 0
 
     @property
     def client(self) -> redis.Redis:
         return self._client
 
-    def execute(self, *args: Any) -> Any:
+    def execute(self, *args: Any, deadline: Deadline = NO_DEADLINE) -> Any:
         """Run one command (as for `redis.Redis.execute_command`) and return its reply."""
-        return self.submit(args).get()
+        reply = self.submit(args, deadline).outcome()
+        if isinstance(reply, Exception):
+            raise reply
+        return reply
 
-    def execute_many(self, commands: list[tuple[Any, ...]]) -> list[Any]:
+    def execute_many(self, commands: list[tuple[Any, ...]], deadline: Deadline = NO_DEADLINE) -> list[Any]:
         """Run several commands, likely in one round trip; a reply per command,
         or the exception it failed with (not raised)."""
-        return collect([self.submit(args) for args in commands])
+        return collect([self.submit(args, deadline) for args in commands])
 
     def client_for(self, key: str) -> redis.Redis:
         return self._client
@@ -107,44 +170,95 @@ class AutoPipeline:
     def topology_may_have_changed(self) -> None:
         pass
 
-    def submit(self, args: tuple[Any, ...]) -> AsyncResult:
-        """Queue one command; its reply or error arrives in the AsyncResult."""
-        waiter = AsyncResult()
+    def submit(self, args: tuple[Any, ...], deadline: Deadline = NO_DEADLINE) -> Command:
+        """Queue one command; its reply or error arrives in its `result`."""
+        command = Command(args, deadline)
         if not self._lanes:  # no coalescing: the command alone, now
-            try:
-                waiter.set(self._client.execute_command(*args))
-            except Exception as e:
-                waiter.set_exception(e)
-            return waiter
-        self._queue.append((args, waiter))
+            send_batch(self._client, [command])
+            return command
+        self._queue.append(command)
         if self._busy_lanes < self._lanes:
             self._busy_lanes += 1
             gevent.spawn(self._drain)
-        return waiter
+        return command
 
     def _drain(self) -> None:
         try:
             while self._queue:
                 batch = [self._queue.popleft() for _ in range(min(len(self._queue), self._max_batch))]
-                self._send(batch)
+                send_batch(self._client, batch)
         finally:
             self._busy_lanes -= 1
 
-    def _send(self, batch: list[tuple[tuple[Any, ...], AsyncResult]]) -> None:
-        pipe = self._client.pipeline(transaction=False)
-        for args, _ in batch:
-            pipe.execute_command(*args)
-        try:
+
+def send_batch(client: redis.Redis, batch: list[Command]) -> None:
+    """Send the commands of `batch` still within their deadlines as one
+    pipeline on one pooled connection of `client`, and give each its reply
+    or error. The others are dropped unsent (NotSent)."""
+    batch = _sendable(batch)
+    if not batch:
+        return
+    pool = client.connection_pool
+    try:
+        with _within(max(c.deadline.send_by for c in batch)):
+            connection = pool.get_connection()
+    except (_Expired, redis.ConnectionError, redis.TimeoutError, OSError) as e:
+        why = "no free Redis connection in time" if isinstance(e, _Expired) else f"cannot connect to Redis: {e}"
+        for command in batch:
+            command.drop(NoConnection(why))
+        return
+    batch = _sendable(batch)
+    if not batch:
+        pool.release(connection)
+        return
+    pipe = client.pipeline(transaction=False)
+    pipe.connection = connection  # released to the pool by execute(), whatever happens
+    for command in batch:
+        pipe.execute_command(*command.args)
+        command.sent = True
+    try:
+        with _within(max(c.deadline.answer_by for c in batch)):
             replies = pipe.execute(raise_on_error=False)
-        except Exception as e:  # the connection failed: every outcome is unknown
-            for _, waiter in batch:
-                waiter.set_exception(e)
-            return
-        for (_, waiter), reply in zip(batch, replies, strict=True):
-            if isinstance(reply, Exception):
-                waiter.set_exception(reply)
-            else:
-                waiter.set(reply)
+    except Exception as e:  # the connection failed or no reply in time: every outcome is unknown
+        if isinstance(e, _Expired):
+            e = redis.TimeoutError("no reply from Redis by the calls' deadline")
+        for command in batch:
+            command.result.set_exception(e)
+        return
+    for command, reply in zip(batch, replies, strict=True):
+        if isinstance(reply, Exception):
+            command.result.set_exception(reply)
+        else:
+            command.result.set(reply)
+
+
+def _sendable(batch: list[Command]) -> list[Command]:
+    """The commands that may still be sent; those past their `send_by` are dropped."""
+    live = []
+    for command in batch:
+        if command.dropped:
+            continue
+        if command.deadline.can_send():
+            live.append(command)
+        else:
+            command.drop(QueuedPastDeadline("the call's deadline passed before the command could be sent"))
+    return live
+
+
+class _Expired(Exception):
+    """A wait of send_batch reached its deadline (not raised outside it)."""
+
+
+@contextlib.contextmanager
+def _within(instant: float) -> Iterator[None]:
+    """Raise _Expired in the block at `instant` (monotonic; inf: never)."""
+    with gevent.Timeout(_seconds(max(instant - time.monotonic(), 0.0)), _Expired):
+        yield
+
+
+def _seconds(seconds: float) -> float | None:
+    """gevent's timeout argument: None for no deadline."""
+    return None if math.isinf(seconds) else seconds
 
 
 class ClusterRouter:
@@ -161,24 +275,24 @@ class ClusterRouter:
         self._refreshed_at = 0.0
         self._refreshing: gevent.Greenlet | None = None
 
-    def execute(self, *args: Any) -> Any:
-        [reply] = self.execute_many([args])
+    def execute(self, *args: Any, deadline: Deadline = NO_DEADLINE) -> Any:
+        [reply] = self.execute_many([args], deadline)
         if isinstance(reply, Exception):
             raise reply
         return reply
 
-    def execute_many(self, commands: list[tuple[Any, ...]]) -> list[Any]:
-        waiters = []
+    def execute_many(self, commands: list[tuple[Any, ...]], deadline: Deadline = NO_DEADLINE) -> list[Any]:
+        submitted = []
         for args in commands:
             try:
                 node = self._node(command_key(args))
             except RedisClusterException as e:  # no master covers the slot (yet): not sent
-                waiter = AsyncResult()
-                waiter.set_exception(e)
+                command = Command(args, deadline)
+                command.result.set_exception(e)
             else:
-                waiter = node.submit(args)
-            waiters.append(waiter)
-        replies = collect(waiters)
+                command = node.submit(args, deadline)
+            submitted.append(command)
+        replies = collect(submitted)
         if any(isinstance(reply, TOPOLOGY_ERRORS) for reply in replies):
             self.topology_may_have_changed()
         return replies
@@ -236,7 +350,6 @@ def command_key(args: tuple[Any, ...]) -> str:
     return str(args[1])
 
 
-def collect(waiters: list[AsyncResult]) -> list[Any]:
-    for waiter in waiters:
-        waiter.wait()
-    return [waiter.value if waiter.successful() else waiter.exception for waiter in waiters]
+def collect(commands: list[Command]) -> list[Any]:
+    """Each command's reply, or the exception it failed with, in order."""
+    return [command.outcome() for command in commands]

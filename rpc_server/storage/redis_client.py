@@ -25,6 +25,7 @@ from redis.retry import Retry
 from rpc_server.config import Config
 from rpc_server.errors import StorageUnavailable
 from rpc_server.observability import REDIS_ERRORS, STORAGE_FULL
+from rpc_server.storage.pipelining import NoConnection, NotSent, QueuedPastDeadline
 
 
 def connect(cfg: Config) -> redis.Redis:
@@ -190,26 +191,39 @@ def _tls(tls: bool, ca_file: str, setting: str) -> dict[str, Any]:
 @contextmanager
 def storage_errors(sending: bool = False) -> Iterator[None]:
     """Turn Redis failures into StorageUnavailable, counting each kind.
-    `sending`: around a send, whose message then says "not stored" when the
-    command certainly did not run."""
+    `sending`: around a write, whose message then ends in "; not stored"
+    when the command certainly did not run, else in "; outcome unknown"."""
     try:
         yield
     except (redis.RedisError, RedisClusterException) as e:
-        REDIS_ERRORS.labels(type(e).__name__).inc()
+        if not isinstance(e, QueuedPastDeadline):  # not Redis's failure: redis_commands_not_sent_total counts it
+            REDIS_ERRORS.labels("ConnectionError" if isinstance(e, NoConnection) else type(e).__name__).inc()
         if isinstance(e, redis.exceptions.OutOfMemoryError):
             STORAGE_FULL.inc()
         reason = _unavailable_reason(e)
         if reason is None:
             raise  # a script error, say: a bug, not an outage
-        if sending and _did_not_run(e):
-            reason += "; not stored"
+        if sending:
+            reason += "; not stored" if _did_not_run(e) else "; outcome unknown"
         raise StorageUnavailable(reason) from e
+
+
+_REFUSED = (
+    AskError,
+    ClusterDownError,
+    TryAgainError,
+    RedisClusterException,
+    redis.exceptions.OutOfMemoryError,
+    redis.exceptions.ReadOnlyError,
+    NotSent,
+)
 
 
 def _did_not_run(error: Exception) -> bool:
     """Redis refused the command before running it (redirected, its slot
-    not served, busy with a script), or it was never sent."""
-    return isinstance(error, (AskError, ClusterDownError, TryAgainError, RedisClusterException)) or _busy(error)
+    not served, busy with a script, out of memory, a read-only replica), or
+    it was never sent."""
+    return isinstance(error, _REFUSED) or _busy(error)
 
 
 def _busy(error: Exception) -> bool:
@@ -219,12 +233,16 @@ def _busy(error: Exception) -> bool:
 
 
 def _unavailable_reason(error: Exception) -> str | None:
+    if isinstance(error, QueuedPastDeadline):
+        return "the call's deadline left no time to reach storage"
+    if isinstance(error, NoConnection):
+        return "storage unavailable"
     if isinstance(error, (AskError, ClusterDownError, TryAgainError, RedisClusterException)):
         return "storage cluster unavailable (a shard is down or moving)"
     if _busy(error):
         return "storage busy (a long-running script)"
     if isinstance(error, redis.TimeoutError):
-        return "storage timed out; the outcome of a send is unknown"
+        return "storage timed out"
     if isinstance(error, redis.ConnectionError):
         return "storage unavailable"
     if isinstance(error, redis.exceptions.OutOfMemoryError):

@@ -13,6 +13,32 @@ Semantics the service relies on:
   in O(log N + limit), and whether more exist (it reads limit + 1).
 * Any Redis failure (down, timeout, loading, read-only, out of memory, no
   free pool connection) raises StorageUnavailable; nothing is half-written.
+  Around a write (`append`, `check_rate`) its message ends in "; not
+  stored" when Redis certainly did not run it (never sent; or refused:
+  BUSY, OOM, READONLY, MOVED/ASK, CLUSTERDOWN, TRYAGAIN), else in "; outcome
+  unknown" (sent, then the connection failed or no reply came in time).
+
+Deadlines: every write and read takes its call's Deadline
+(rpc_server.deadline: `answer_by`, the caller's deadline, and `send_by`,
+that less the reply reserve), and Redis's timeouts come from it, the
+settings being caps:
+
+* waiting to be sent (the pipelining queue, a pooled connection, the
+  connect): until `send_by`, the pool wait capped by REDIS_POOL_WAIT_MS and
+  the connect by REDIS_TIMEOUT_MS. Past `send_by` the command is dropped
+  unsent (pipelining.NotSent): "not stored". So no write starts whose
+  deadline has passed, or leaves less than the reserve to hear back;
+* waiting for the reply, once sent: until `answer_by` (a batch: its latest
+  one), each socket read capped by REDIS_TIMEOUT_MS. A write sent in time
+  has thus at least the reserve (REDIS_REPLY_RESERVE_MS, at most half the
+  call's budget) to be answered: a busy Redis or a busy process is waited
+  for, and "outcome unknown" means Redis failed mid-write (connection lost,
+  or silent past that bound);
+* WAIT (`wait_replicas`): its timeout is REDIS_WAIT_TIMEOUT_MS, shortened to
+  end before `answer_by`.
+
+Without a deadline (NO_DEADLINE: the operator tools), the caps are the
+timeouts, as they were before deadlines.
 
 No library sends a write twice. Every path a command can take, checked
 against redis-py 8.1's source:
@@ -53,6 +79,7 @@ against redis-py 8.1's source:
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import Iterator, Sequence
 from typing import Any, NamedTuple
@@ -60,6 +87,7 @@ from typing import Any, NamedTuple
 import redis
 
 from rpc_server.chat_id import Chat
+from rpc_server.deadline import NO_DEADLINE, Deadline
 from rpc_server.errors import IdempotencyConflict, RateLimited, SendTimeExhausted, StorageUnavailable
 from rpc_server.paging import (
     EMPTIED_BY_AN_OLDER_VERSION,
@@ -81,7 +109,7 @@ from rpc_server.storage.keys import (
     trim_mark_key,
     user_chats_key,
 )
-from rpc_server.storage.pipelining import runner
+from rpc_server.storage.pipelining import Command, NoConnection, collect, runner, send_batch
 from rpc_server.storage.redis_client import storage_errors
 from rpc_server.storage.scripts import LuaScript
 
@@ -130,7 +158,7 @@ class MessageStore:
         self._rate_interval_us = round(1_000_000 / rate_per_s) if rate_per_s > 0 else 0
         self._rate_tolerance_us = self._rate_interval_us * max(rate_burst - 1, 0)
 
-    def check_rate(self, sender: str) -> None:
+    def check_rate(self, sender: str, deadline: Deadline = NO_DEADLINE) -> None:
         """Raise RateLimited if `sender` sends faster than the configured rate
         (after a burst). Off when the rate is 0. A separate script from the
         append: in a cluster the sender's key lives on its own shard."""
@@ -139,13 +167,18 @@ class MessageStore:
         with storage_errors(sending=True):
             wait_ms = int(
                 self.eval_script(
-                    self._rate_script, [rate_key(sender)], [self._rate_interval_us, self._rate_tolerance_us]
+                    self._rate_script,
+                    [rate_key(sender)],
+                    [self._rate_interval_us, self._rate_tolerance_us],
+                    deadline,
                 )
             )
         if wait_ms > 0:
             raise RateLimited(f"too many messages from {sender!r}; retry in {wait_ms} ms", retry_after_ms=wait_ms)
 
-    def append(self, chat: Chat, sender: str, text: str, key: str | None = None) -> int:
+    def append(
+        self, chat: Chat, sender: str, text: str, key: str | None = None, deadline: Deadline = NO_DEADLINE
+    ) -> int:
         """Store one message and return its send_time.
 
         With `key`, a repeat of the same (sender, text) returns the first
@@ -155,9 +188,9 @@ class MessageStore:
         keys, args = self._send_arguments(chat, sender, text, key)
         with storage_errors(sending=True):
             if self._wait_replicas:
-                status, send_time = self._append_replicated(keys, args)
+                status, send_time = self._append_replicated(keys, args, deadline)
             else:
-                status, send_time = self.eval_script(self._send_script, keys, args)
+                status, send_time = self.eval_script(self._send_script, keys, args, deadline)
         if status == CONFLICT:
             raise IdempotencyConflict("idempotency key already used for a different message in this chat")
         if status == EXHAUSTED:
@@ -188,7 +221,9 @@ class MessageStore:
         args.append("1" if self._wait_replicas else "0")  # a replay writes, so that WAIT covers the original
         return keys, args
 
-    def read(self, chat: Chat, cursor: int, limit: int, reverse: bool) -> Page[StoredMessage]:
+    def read(
+        self, chat: Chat, cursor: int, limit: int, reverse: bool, deadline: Deadline = NO_DEADLINE
+    ) -> Page[StoredMessage]:
         """Up to `limit` messages from `cursor` (a send_time, inclusive).
 
         Ascending: send_time >= cursor, oldest first, 0 = from the oldest.
@@ -202,7 +237,7 @@ class MessageStore:
         # flag true for a page that lost nothing, never the other way round.
         commands = [(command, stream_key(chat), first, last, "COUNT", limit + 1), ("GET", trim_mark_key(chat))]
         with storage_errors():
-            entries, mark = self._raise_first_error(self.run_many(commands))
+            entries, mark = self._raise_first_error(self.run_many(commands, deadline))
             trim_mark = self._resolved(chat, parse_trim_mark(mark))
         fetched = [_stored(entry) for entry in entries]
         page = make_page(fetched, limit, lambda m: m.send_time)
@@ -231,15 +266,15 @@ class MessageStore:
     def client(self) -> redis.Redis:
         return self._redis
 
-    def run(self, *args: Any) -> Any:
+    def run(self, *args: Any, deadline: Deadline = NO_DEADLINE) -> Any:
         """One Redis command, coalesced with concurrent ones (raises Redis errors)."""
-        return self._commands.execute(*args)
+        return self._commands.execute(*args, deadline=deadline)
 
-    def run_many(self, commands: list[tuple[Any, ...]]) -> list[Any]:
+    def run_many(self, commands: list[tuple[Any, ...]], deadline: Deadline = NO_DEADLINE) -> list[Any]:
         """Several commands at once (one round trip per node when
         pipelining); each one's reply, or the exception it failed with, in
         order."""
-        return self._commands.execute_many(commands)
+        return self._commands.execute_many(commands, deadline)
 
     @staticmethod
     def _raise_first_error(replies: list[Any]) -> list[Any]:
@@ -268,7 +303,7 @@ class MessageStore:
         with storage_errors():
             return bool(self._redis.ping())
 
-    def _append_replicated(self, keys: list[str], args: list[str | int]) -> Any:
+    def _append_replicated(self, keys: list[str], args: list[str | int], deadline: Deadline) -> Any:
         """The send script, then WAIT for replicas, in one pipeline on one
         connection to the chat's master: acknowledged means replicated to
         `wait_replicas` replicas. (WAIT has no key: it must follow the
@@ -286,14 +321,14 @@ class MessageStore:
         master = self._commands.client_for(keys[0])
         command = self._send_script.command(keys, args)
         for attempt in range(2):
-            pipe = master.pipeline(transaction=False)
-            pipe.execute_command(*command)
-            pipe.execute_command("WAIT", self._wait_replicas, self._wait_timeout_ms)
-            try:
-                reply, replicas = pipe.execute(raise_on_error=False)
-            except (redis.ConnectionError, redis.TimeoutError):
+            # WAIT gives up in time for the reply to reach the caller by its deadline.
+            wait_ms = max(1, int(min(self._wait_timeout_ms, deadline.until_answer_by() * 1000 - 1)))
+            script, wait = Command(command, deadline), Command(("WAIT", self._wait_replicas, wait_ms), deadline)
+            send_batch(master, [script, wait])
+            reply, replicas = collect([script, wait])
+            if isinstance(reply, (redis.ConnectionError, redis.TimeoutError, NoConnection)):
                 self._commands.topology_may_have_changed()  # the master may be gone: learn who replaced it
-                raise
+                raise reply
             if isinstance(reply, redis.exceptions.NoScriptError) and attempt == 0:
                 master.script_load(self._send_script.source)  # it did not run
                 continue
@@ -304,12 +339,15 @@ class MessageStore:
         if isinstance(reply, Exception):
             raise reply
         if isinstance(replicas, Exception) or int(replicas) < self._wait_replicas:
-            raise StorageUnavailable(f"stored but not replicated within {self._wait_timeout_ms} ms: outcome unknown")
+            raise StorageUnavailable(f"stored but not replicated within {wait_ms} ms; outcome unknown")
         return reply
 
-    def eval_script(self, script: LuaScript, keys: Sequence[str], args: Sequence[str | int]) -> Any:
+    def eval_script(
+        self, script: LuaScript, keys: Sequence[str], args: Sequence[str | int], deadline: Deadline = NO_DEADLINE
+    ) -> Any:
         """Run a script, coalesced with concurrent commands (scripts.py: NOSCRIPT)."""
-        return script.run(self._commands.execute, self._commands.client_for, keys, args)
+        execute = functools.partial(self._commands.execute, deadline=deadline)
+        return script.run(execute, self._commands.client_for, keys, args)
 
 
 def _stored(entry: tuple[str, dict[str, str]]) -> StoredMessage:

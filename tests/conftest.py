@@ -18,7 +18,7 @@ from thriftpy2.transport import TCyBufferedTransportFactory, TCyFramedTransportF
 import idl
 from rpc_server.storage.redis_client import connect_redis
 from rpc_server.storage.store import MessageStore
-from tests.servers import RedisCluster, Stack
+from tests.servers import EtcdServer, RedisCluster, Stack
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -153,6 +153,15 @@ class Api:
 @pytest.fixture
 def api(stack: Stack) -> Api:
     return Api(stack.http.url)
+
+
+@pytest.fixture(scope="module")
+def etcd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EtcdServer]:
+    """A real etcd, for the tests of registration and discovery."""
+    server = EtcdServer(tmp_path_factory.mktemp("etcd"))
+    server.start()
+    yield server
+    server.stop()
 
 
 @pytest.fixture

@@ -8,7 +8,6 @@ import json
 import socket
 import subprocess
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,14 +20,6 @@ from tests.load import SendLoad
 from tests.servers import EtcdServer, HttpServer, RpcServer, Stack, signal, thrift_client, wait_until
 
 PREFIX = "kitex/registry-etcd/demo.rpc.server/"
-
-
-@pytest.fixture(scope="module")
-def etcd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EtcdServer]:
-    server = EtcdServer(tmp_path_factory.mktemp("etcd"))
-    server.start()
-    yield server
-    server.stop()
 
 
 def _registered(etcd: EtcdServer) -> dict[str, tuple[str, str]]:

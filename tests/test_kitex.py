@@ -20,7 +20,6 @@ import shutil
 import subprocess
 import threading
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -306,14 +305,6 @@ def test_a_slow_call_fails_within_the_kitex_timeout_and_nothing_hangs(
     finally:
         server.stop()
         redis_server.stop()
-
-
-@pytest.fixture(scope="module")
-def etcd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EtcdServer]:
-    server = EtcdServer(tmp_path_factory.mktemp("etcd"))
-    server.start()
-    yield server
-    server.stop()
 
 
 @pytest.mark.slow

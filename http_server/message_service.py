@@ -13,6 +13,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from http_server.admission import leave_for_wait
 from http_server.errors import ApiError, from_rpc_code
 from http_server.rpc_pool import RpcClientPool, RpcUnavailable
 
@@ -58,6 +59,7 @@ class MessageService:
             WaitMs=wait_s * 1000 or None,
         )
         if wait_s:  # the wait, plus the usual deadline for the call itself
+            leave_for_wait()  # waiting is not work: its admission slot goes to another request
             return self._call("Pull", request, self._waits, wait_s + self._timeout_s)
         return self._call("Pull", request)
 

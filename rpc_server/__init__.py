@@ -12,7 +12,8 @@ Layers, each a folder, top to bottom:
                several, the etcd registration
     tools/     offline operator commands over storage (python -m rpc_server.tools.X)
 At the top also: __main__ (start-up), config (settings), observability
-(metrics, the per-call log line).
+(metrics, the per-call log line), admission (the process's own concurrency
+limit, a wrapper of the handler that refuses calls past it).
 
 Imports go down only: wire imports neither service nor storage; storage
 never imports service, wire, process or tools; tools never import wire,

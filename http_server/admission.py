@@ -1,0 +1,166 @@
+"""Admission control of the HTTP tier: past capacity, refuse cheaply.
+
+A WSGI wrapper around the Falcon app. Each request to a route that calls
+the RPC server (`/api/send`, `/api/pull`, `/api/chats`, `/api/subscribe`)
+takes a slot of the worker's adaptive concurrency limit
+(plumbing.admission: AIMD against HTTP_ADMISSION_TARGET_MS, at most
+RPC_POOL_SIZE, since a request beyond the pool would only wait for a
+connection); the time the app takes to answer it is the latency sample, and
+a 503 from behind (the RPC server's own limit, a failing Redis) counts as a
+drop. When no slot is free the request is refused here, before Falcon sees
+it: its body is neither read nor parsed, no RPC call is made, and the
+answer is bytes prepared at start-up. That is what keeps a refusal cheap
+(it still costs the request's parsing by gevent's pywsgi and one write),
+and cheap refusals are what keep goodput up past capacity: each refused
+request costs a fraction of a served one, so the CPU left serves the rest.
+
+The refusals:
+- `503` with `Retry-After` and `{"code": 503, "msg": "... not stored"}`
+  (a send refused here certainly reached no RPC server);
+- `GET /api/subscribe`: a `200` event stream with `retry:` and an
+  `unavailable` event, then the end, as http_server.streaming refuses a
+  stream it cannot serve: a browser's EventSource treats any non-200 answer
+  as final, and reconnects after this one.
+
+A waiting pull (long-poll) gives its slot back when its wait begins
+(`leave_for_wait`): waiting costs no CPU, and waits are bounded by their
+own pool. An event stream's waits come after its first page, outside the
+slot already.
+
+Refusals are counted (`http_admission_refused_total`) and summed up in one
+log line per second at most, not one line each: under overload, a line per
+refusal would be most of the cost of refusing.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import time
+import uuid
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import gevent
+from prometheus_client import Counter, Gauge
+
+from plumbing.admission import AdaptiveLimit
+
+log = logging.getLogger(__name__)
+
+REFUSED = Counter("http_admission_refused_total", "Requests refused by admission control, by route", ["route"])
+LIMIT = Gauge(
+    "http_admission_limit",
+    "The admission limit (concurrent requests), summed over workers",
+    multiprocess_mode="livesum",
+)
+
+RETRY_AFTER_S = 1
+_SEND = "/api/send"
+_SUBSCRIBE = "/api/subscribe"
+# Routes that call the RPC server: admitted or refused here.
+GATED = frozenset({_SEND, "/api/pull", "/api/chats", _SUBSCRIBE})
+
+WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
+
+_REQUEST_ID = re.compile(r"[!-~]{1,128}")  # as http_server.telemetry accepts one
+_HELD: dict[object, tuple[AdaptiveLimit, float]] = {}  # greenlet -> the slot it holds, and when it took it
+
+
+def _json_refusal(msg: str) -> tuple[str, list[tuple[str, str]], bytes]:
+    body = json.dumps({"code": 503, "msg": msg}).encode()
+    headers = [
+        ("Content-Type", "application/json"),
+        ("Content-Length", str(len(body))),
+        ("Retry-After", str(RETRY_AFTER_S)),
+    ]
+    return "503 Service Unavailable", headers, body
+
+
+def _stream_refusal(msg: str) -> tuple[str, list[tuple[str, str]], bytes]:
+    data = json.dumps({"code": 503, "msg": msg})
+    body = f"retry: {RETRY_AFTER_S * 1000}\nevent: unavailable\ndata: {data}\n\n".encode()
+    headers = [
+        ("Content-Type", "text/event-stream"),
+        ("Content-Length", str(len(body))),
+        ("Cache-Control", "no-cache"),
+    ]
+    return "200 OK", headers, body
+
+
+_OVERLOADED = "server overloaded: retry later"
+_REFUSALS = {
+    _SEND: _json_refusal(f"{_OVERLOADED}; not stored"),
+    _SUBSCRIBE: _stream_refusal(f"{_OVERLOADED}; reconnect"),
+}
+_DEFAULT_REFUSAL = _json_refusal(_OVERLOADED)
+
+
+class Admission:
+    """The WSGI app: `app` behind an adaptive concurrency limit (see the module's docstring)."""
+
+    def __init__(self, app: WsgiApp, limit: AdaptiveLimit) -> None:
+        self._app = app
+        self.limit = limit
+        self._logged_at = time.monotonic()
+        self._refused_logged = 0
+        self._shown_limit = limit.limit
+        LIMIT.set(limit.limit)
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        path = environ.get("PATH_INFO", "")
+        if path not in GATED or environ.get("REQUEST_METHOD") not in ("GET", "POST"):
+            return self._app(environ, start_response)
+        limit = self.limit
+        if not limit.try_acquire():
+            return self._refuse(path, environ, start_response)
+        me = gevent.getcurrent()
+        started = time.monotonic()
+        _HELD[me] = (limit, started)
+        status = ""
+
+        def recording_start_response(s: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+            nonlocal status
+            status = s
+            return start_response(s, headers, exc_info)
+
+        try:
+            return self._app(environ, recording_start_response)
+        finally:
+            if _HELD.pop(me, None) is not None:  # (None: it left to wait, see leave_for_wait)
+                limit.release(time.monotonic() - started, dropped=status.startswith("503"))
+                if limit.limit != self._shown_limit:  # the gauge is written only when it changed
+                    self._shown_limit = limit.limit
+                    LIMIT.set(limit.limit)
+
+    def _refuse(self, path: str, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        status, headers, body = _REFUSALS.get(path, _DEFAULT_REFUSAL)
+        given = environ.get("HTTP_X_REQUEST_ID")
+        request_id = given if given and _REQUEST_ID.fullmatch(given) else uuid.uuid4().hex
+        start_response(status, [*headers, ("X-Request-ID", request_id)])
+        REFUSED.labels(path).inc()
+        self._log_refusals()
+        return [body]
+
+    def _log_refusals(self) -> None:
+        now = time.monotonic()
+        if now - self._logged_at < 1.0:
+            return
+        refused = self.limit.refused_total - self._refused_logged
+        log.warning(
+            "admission: refused %d requests in the last %.1f s (limit %d, in flight %d)",
+            refused,
+            now - self._logged_at,
+            self.limit.limit,
+            self.limit.in_flight,
+        )
+        self._logged_at, self._refused_logged = now, self.limit.refused_total
+
+
+def leave_for_wait() -> None:
+    """The current request is about to wait (a long-poll pull): give its
+    slot back now, without a latency sample (its wait is not work)."""
+    held = _HELD.pop(gevent.getcurrent(), None)
+    if held is not None:
+        held[0].release(None)

@@ -22,6 +22,15 @@ The refusals:
   stream it cannot serve: a browser's EventSource treats any non-200 answer
   as final, and reconnects after this one.
 
+The cheapest refusals do not even reach WSGI: the worker's request
+handler (http_server.worker) asks `early_refusal` as soon as the request's
+head is parsed, and when the limit is full writes the prepared response
+itself, skipping the WSGI environment, the start_response machinery and
+the Date header (optional on a 5xx), after reading (not parsing) a small
+body so that the connection stays usable. Anything unusual (a chunked or
+large body, a client that asked to close, a stopping worker) takes the
+WSGI path, which refuses the same way with more machinery.
+
 A waiting pull (long-poll) gives its slot back when its wait begins
 (`leave_for_wait`): waiting costs no CPU, and waits are bounded by their
 own pool. An event stream's waits come after its first page, outside the
@@ -95,6 +104,41 @@ _REFUSALS = {
     _SUBSCRIBE: _stream_refusal(f"{_OVERLOADED}; reconnect"),
 }
 _DEFAULT_REFUSAL = _json_refusal(_OVERLOADED)
+EARLY_MAX_BODY = 16384  # a larger body is read under its deadline by the WSGI path (http_server.slow_clients)
+_ACTIVE: list[Admission] = []  # this worker's gate, once get_app() made it
+
+
+def _response_head(status: str, headers: list[tuple[str, str]]) -> bytes:
+    lines = [f"HTTP/1.1 {status}", *(f"{name}: {value}" for name, value in headers)]
+    return ("\r\n".join(lines) + "\r\n").encode("latin-1")
+
+
+_EARLY = {
+    path: (_response_head(status, headers), body)
+    for path, (status, headers, body) in {
+        **_REFUSALS,
+        **{p: _DEFAULT_REFUSAL for p in GATED - _REFUSALS.keys()},
+    }.items()
+}
+
+
+def early_refusal(method: str, target: str, headers: Any) -> bytes | None:
+    """The whole response refusing this request (status line, headers and
+    body), or None when it is not refused here: not a gated route, the limit
+    has room (then the WSGI path admits it, or refuses it after all), or a
+    chunked body (the WSGI path reads it). `headers`: the request's, parsed."""
+    if not _ACTIVE or method not in ("GET", "POST"):
+        return None
+    path = target.partition("?")[0]
+    refusal = _EARLY.get(path)
+    if refusal is None or not _ACTIVE[0].limit.full() or headers.get("Transfer-Encoding") is not None:
+        return None
+    given = headers.get("X-Request-ID")
+    REFUSED.labels(path).inc()
+    _ACTIVE[0]._log_refusals()
+    request_id: str = given if isinstance(given, str) and _REQUEST_ID.fullmatch(given) else uuid.uuid4().hex
+    head, body = refusal
+    return head + b"X-Request-ID: " + request_id.encode() + b"\r\n\r\n" + body
 
 
 class Admission:
@@ -107,6 +151,7 @@ class Admission:
         self._refused_logged = 0
         self._shown_limit = limit.limit
         LIMIT.set(limit.limit)
+        _ACTIVE[:] = [self]
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "")

@@ -67,12 +67,19 @@ class AdaptiveLimit:
     def limit(self) -> int:
         return int(self._limit)
 
-    def try_acquire(self) -> bool:
-        """Take a slot: False (refuse the request) when the limit is reached."""
+    def full(self) -> bool:
+        """Whether the limit is reached: a request arriving now is refused
+        (and counted as such), without taking a slot."""
         self._maybe_adapt()
         if self.in_flight >= int(self._limit):
             self._refused += 1
             self.refused_total += 1
+            return True
+        return False
+
+    def try_acquire(self) -> bool:
+        """Take a slot: False (refuse the request) when the limit is reached."""
+        if self.full():
             return False
         self.in_flight += 1
         self._peak = max(self._peak, self.in_flight)

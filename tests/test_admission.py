@@ -79,6 +79,12 @@ def test_the_http_limit_engages_under_a_burst_and_releases_after_it(tmp_path: Pa
                     assert r.headers.get("X-Request-ID"), r.headers
                     body = r.json()
                     assert body["code"] == 503 and "not stored" in body["msg"], body
+                # On one keep-alive connection: each refusal leaves it ready for the next request.
+                for i in range(2):
+                    body = {"chat": chat, "text": f"refused on a kept connection {i}", "sender": sender}
+                    kept = session.post(http.url + "/api/send", json=body, headers={"X-Request-ID": f"probe-{i}"})
+                    assert kept.status_code == 503 and kept.headers["X-Request-ID"] == f"probe-{i}", kept.headers
+                    assert "not stored" in kept.json()["msg"], kept.text
                 # While the limit is full, an event stream is refused as EventSource recovers from: 200, retry:, end.
                 stream = session.get(http.url + "/api/subscribe", params={"chat": chat}, timeout=30)
                 assert stream.status_code == 200, (stream.status_code, stream.text)
@@ -101,7 +107,7 @@ def test_the_http_limit_engages_under_a_burst_and_releases_after_it(tmp_path: Pa
         stored = _stored_texts(redis_server, chat)
         assert stored == {"before", *admitted}, "stored: the admitted sends, and none of the refused"
         metrics = scrape_metrics(http.url + "/metrics")
-        assert metrics['http_admission_refused_total{route="/api/send"}'] == len(refused_texts), metrics
+        assert metrics['http_admission_refused_total{route="/api/send"}'] == len(refused_texts) + 2, metrics
         # After the burst: admitted again.
         for i in range(10):
             r = send(f"after {i}")

@@ -71,6 +71,8 @@ _SUBSCRIBE = "/api/subscribe"
 # Routes that call the RPC server: admitted or refused here.
 GATED = frozenset({_SEND, "/api/pull", "/api/chats", _SUBSCRIBE})
 
+_REFUSED_BY_ROUTE = {path: REFUSED.labels(path) for path in GATED}  # (a labels() lookup per refusal costs)
+
 WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 
 _REQUEST_ID = re.compile(r"[!-~]{1,128}")  # as http_server.telemetry accepts one
@@ -134,7 +136,7 @@ def early_refusal(method: str, target: str, headers: Any) -> bytes | None:
     if refusal is None or not _ACTIVE[0].limit.full() or headers.get("Transfer-Encoding") is not None:
         return None
     given = headers.get("X-Request-ID")
-    REFUSED.labels(path).inc()
+    _REFUSED_BY_ROUTE[path].inc()
     _ACTIVE[0]._log_refusals()
     request_id: str = given if isinstance(given, str) and _REQUEST_ID.fullmatch(given) else uuid.uuid4().hex
     head, body = refusal
@@ -184,7 +186,7 @@ class Admission:
         given = environ.get("HTTP_X_REQUEST_ID")
         request_id = given if given and _REQUEST_ID.fullmatch(given) else uuid.uuid4().hex
         start_response(status, [*headers, ("X-Request-ID", request_id)])
-        REFUSED.labels(path).inc()
+        _REFUSED_BY_ROUTE[path].inc()
         self._log_refusals()
         return [body]
 

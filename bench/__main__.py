@@ -121,8 +121,16 @@ class Bench:
     def refusals(self, body: str) -> dict[str, Any]:
         if self.tiers is None:
             return {"skipped": "a stack this benchmark did not start: its RPC server cannot be stopped"}
-        rate = self.results[CAPACITY]["capacity_per_s"]
+        rate = self.results[CAPACITY]["capacity_per_s"] * 2
         return overload.refusal_cost(self.http_url + "/api/send", rate, min(self.duration, 5), body, self.tiers)
+
+    def saturated_sends(self, body: str) -> dict[str, Any]:
+        if self.tiers is None:
+            return {"skipped": "a stack this benchmark did not start: its processes are unknown"}
+        tiers = self.tiers
+        result = overload.metered(tiers, lambda: self.wrk("/api/send", body))
+        result["ok"] = round(result["rps"] * self.duration) - result["non_2xx"]
+        return result
 
     def redis_benchmark(self, chat_key: str) -> dict[str, Any]:
         if not shutil.which("redis-benchmark"):
@@ -240,12 +248,14 @@ def plan(bench: Bench) -> None:
     bench.stage(AT_CAPACITY, lambda: bench.overloaded(send_body, 1.0, bench.overload_s / 3))
     for factor in OVERLOAD_FACTORS:
         bench.stage(_overload_stage(factor), lambda f=factor: bench.overloaded(send_body, f, bench.overload_s))
+    bench.stage(SATURATED, lambda: bench.saturated_sends(send_body))
     bench.stage(REFUSALS, lambda: bench.refusals(send_body))
 
 
 CAPACITY = "overload: capacity search (open-loop sends, p99 <= 100 ms)"
-AT_CAPACITY = "overload: sends at capacity (CPU per send)"
-REFUSALS = "overload: every send refused (RPC server stopped; CPU per refusal)"
+AT_CAPACITY = "overload: sends at capacity"
+SATURATED = "overload: sends, saturated (wrk -c64; CPU per send)"
+REFUSALS = "overload: every send refused at 2x capacity (RPC server stopped; CPU per refusal)"
 OVERLOAD_FACTORS = (1.5, 2.0)
 
 
@@ -315,7 +325,7 @@ def ratios_and_targets(r: dict[str, Any]) -> tuple[dict[str, float], list[dict[s
 
 def overload_costs(r: dict[str, Any]) -> tuple[float | None, float | None]:
     """CPU µs of the stack per admitted send and per refusal."""
-    send_us = overload.cpu_per_request_us(r[AT_CAPACITY], "ok")
+    send_us = None if "skipped" in r[SATURATED] else overload.cpu_per_request_us(r[SATURATED], "ok")
     refusal_us = None if "skipped" in r[REFUSALS] else overload.cpu_per_request_us(r[REFUSALS], "refused")
     return send_us, refusal_us
 
@@ -446,7 +456,7 @@ def overload_report(results: dict[str, Any]) -> list[str]:
         "",
         f"Overload (open-loop sends from bench/loadgen, Go; client timeout {overload.CLIENT_TIMEOUT_S:.0f} s). "
         f"Capacity, the highest rate with p99 <= 100 ms: **{capacity:,}/s**. "
-        f"Stack CPU per admitted send: {send_us} µs; per refusal: {refusal_us} µs.",
+        f"Stack CPU per admitted send (saturated, wrk -c64): {send_us} µs; per refusal: {refusal_us} µs.",
         "",
         "| offered | goodput (2xx/s) | ÷ capacity | p99 2xx ms | p99 refused ms | refused | timeouts "
         "| stack CPU (cores): HTTP / RPC / Redis | idle cores | model goodput | generator CPU (cores, share) |",

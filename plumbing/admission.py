@@ -11,11 +11,14 @@ Which L? Too low wastes capacity, too high lets latency climb. The limit
 here adapts to measured latency, AIMD over short windows, the idea of
 Netflix's concurrency-limits `AIMDLimit` (and TCP's congestion window):
 
-- at the end of each window (WINDOW_S), if more than 1% of the requests
-  that finished in it took longer than the latency target, or were turned
-  away by the tier behind (a 503: a "drop"), the limit shrinks by 10%;
-- otherwise, if the window used the limit (a request was refused, or half
-  the limit was in flight at once), it grows by one;
+- at the end of each window (WINDOW_S) that used the limit (a request was
+  refused, or half the limit was in flight at once): if more than 1% of
+  the requests that finished in it took longer than the latency target, or
+  were turned away by the tier behind (a 503: a "drop"), the limit shrinks
+  by 10%; otherwise it grows by one;
+- a window that did not use the limit changes nothing: slow requests with
+  few in flight are not slow for their number (a neighbour took the CPU,
+  Redis stalled), and refusing others would not make them faster;
 - it stays between `maximum` (a configured cap: the RPC connections a
   worker has, the calls a process may hold) and 1/16 of it.
 
@@ -100,9 +103,10 @@ class AdaptiveLimit:
         now = self._clock()
         if now < self._window_end:
             return
-        if self._slow > self._finished * SLOW_SHARE:
+        used = self._refused or self._peak * 2 >= int(self._limit)
+        if self._slow > self._finished * SLOW_SHARE and used:
             self._limit = max(float(self.minimum), self._limit * BACKOFF)
-        elif self._refused or self._peak * 2 >= int(self._limit):
+        elif used:
             self._limit = min(float(self.maximum), self._limit + 1)
         self._finished = self._slow = self._refused = 0
         self._peak = self.in_flight

@@ -1,18 +1,25 @@
 """Admission control of the HTTP tier: past capacity, refuse cheaply.
 
-A WSGI wrapper around the Falcon app. Each request to a route that calls
-the RPC server (`/api/send`, `/api/pull`, `/api/chats`, `/api/subscribe`)
-takes a slot of the worker's adaptive concurrency limit
-(plumbing.admission: AIMD against HTTP_ADMISSION_TARGET_MS, at most
-RPC_POOL_SIZE, since a request beyond the pool would only wait for a
-connection); the time the app takes to answer it is the latency sample, and
-a 503 from behind (the RPC server's own limit, a failing Redis) counts as a
-drop. When no slot is free the request is refused here, before Falcon sees
-it: its body is neither read nor parsed, no RPC call is made, and the
-answer is bytes prepared at start-up. That is what keeps a refusal cheap
-(it still costs the request's parsing by gevent's pywsgi and one write),
-and cheap refusals are what keep goodput up past capacity: each refused
-request costs a fraction of a served one, so the CPU left serves the rest.
+Each HTTP worker keeps an adaptive concurrency limit (plumbing.admission:
+AIMD against HTTP_ADMISSION_TARGET_MS, at most RPC_POOL_SIZE, since a call
+beyond the pool would only wait for a connection) on its RPC calls in
+flight: MessageService takes a slot for each ordinary Send, Pull and
+ListChats call and gives it back with the call's duration as the latency
+sample (a 503 from behind, the RPC server's own limit or a failing Redis,
+is a drop). Not the request's whole life: a client whose body is still
+trickling in holds no slot, so slow clients cannot fill the limit, and a
+long-poll's wait (its own pool) is not counted.
+
+A request to a route that calls the RPC server (`/api/send`, `/api/pull`,
+`/api/chats`, `/api/subscribe`) that arrives while the limit is full is
+refused at once, before Falcon sees it: its body is neither read nor
+parsed, no RPC call is made, and the answer is bytes prepared at start-up.
+That is what keeps a refusal cheap (it still costs the request's parsing
+by gevent's pywsgi and one write), and cheap refusals are what keep
+goodput up past capacity: each refused request costs a fraction of a
+served one, so the CPU left serves the rest. (One admitted while there was
+room may find the limit full when it calls: then it gets the same 503,
+after its parsing.)
 
 The refusals:
 - `503` with `Retry-After` and `{"code": 503, "msg": "... not stored"}`
@@ -31,11 +38,6 @@ body so that the connection stays usable. Anything unusual (a chunked or
 large body, a client that asked to close, a stopping worker) takes the
 WSGI path, which refuses the same way with more machinery.
 
-A waiting pull (long-poll) gives its slot back when its wait begins
-(`leave_for_wait`): waiting costs no CPU, and waits are bounded by their
-own pool. An event stream's waits come after its first page, outside the
-slot already.
-
 Refusals are counted (`http_admission_refused_total`) and summed up in one
 log line per second at most, not one line each: under overload, a line per
 refusal would be most of the cost of refusing.
@@ -51,9 +53,9 @@ import uuid
 from collections.abc import Callable, Iterable
 from typing import Any
 
-import gevent
 from prometheus_client import Counter, Gauge
 
+from http_server.errors import ApiError
 from plumbing.admission import AdaptiveLimit
 
 log = logging.getLogger(__name__)
@@ -76,7 +78,6 @@ _REFUSED_BY_ROUTE = {path: REFUSED.labels(path) for path in GATED}  # (a labels(
 WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 
 _REQUEST_ID = re.compile(r"[!-~]{1,128}")  # as http_server.telemetry accepts one
-_HELD: dict[object, tuple[AdaptiveLimit, float]] = {}  # greenlet -> the slot it holds, and when it took it
 
 
 def _json_refusal(msg: str) -> tuple[str, list[tuple[str, str]], bytes]:
@@ -144,42 +145,21 @@ def early_refusal(method: str, target: str, headers: Any) -> bytes | None:
 
 
 class Admission:
-    """The WSGI app: `app` behind an adaptive concurrency limit (see the module's docstring)."""
+    """The WSGI app: `app`, whose gated routes are refused while the limit is full."""
 
     def __init__(self, app: WsgiApp, limit: AdaptiveLimit) -> None:
         self._app = app
         self.limit = limit
         self._logged_at = time.monotonic()
         self._refused_logged = 0
-        self._shown_limit = limit.limit
         LIMIT.set(limit.limit)
         _ACTIVE[:] = [self]
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "")
-        if path not in GATED or environ.get("REQUEST_METHOD") not in ("GET", "POST"):
-            return self._app(environ, start_response)
-        limit = self.limit
-        if not limit.try_acquire():
+        if path in GATED and environ.get("REQUEST_METHOD") in ("GET", "POST") and self.limit.full():
             return self._refuse(path, environ, start_response)
-        me = gevent.getcurrent()
-        started = time.monotonic()
-        _HELD[me] = (limit, started)
-        status = ""
-
-        def recording_start_response(s: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
-            nonlocal status
-            status = s
-            return start_response(s, headers, exc_info)
-
-        try:
-            return self._app(environ, recording_start_response)
-        finally:
-            if _HELD.pop(me, None) is not None:  # (None: it left to wait, see leave_for_wait)
-                limit.release(time.monotonic() - started, dropped=status.startswith("503"))
-                if limit.limit != self._shown_limit:  # the gauge is written only when it changed
-                    self._shown_limit = limit.limit
-                    LIMIT.set(limit.limit)
+        return self._app(environ, start_response)
 
     def _refuse(self, path: str, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         status, headers, body = _REFUSALS.get(path, _DEFAULT_REFUSAL)
@@ -203,11 +183,9 @@ class Admission:
             self.limit.in_flight,
         )
         self._logged_at, self._refused_logged = now, self.limit.refused_total
+        LIMIT.set(self.limit.limit)
 
 
-def leave_for_wait() -> None:
-    """The current request is about to wait (a long-poll pull): give its
-    slot back now, without a latency sample (its wait is not work)."""
-    held = _HELD.pop(gevent.getcurrent(), None)
-    if held is not None:
-        held[0].release(None)
+def overloaded(send: bool) -> ApiError:
+    """The refusal of a call that found the limit full after all (it had room when the request came in)."""
+    return ApiError(503, f"{_OVERLOADED}; not stored" if send else _OVERLOADED)

@@ -80,7 +80,9 @@ def get_app() -> WsgiApp:
     pool = RpcClientPool(rpc.IMService, rpc_servers, cfg.rpc_pool_size, connect_s, call_s)
     # Waiting pulls: their own connections, whose reads may take the longest wait.
     waits = RpcClientPool(rpc.IMService, rpc_servers, cfg.rpc_wait_pool_size, connect_s, cfg.pull_max_wait_s + call_s)
-    service = MessageService(rpc, pool, waits, call_s, erase_timeout_s=cfg.admin_erase_timeout_s)
+    # Admission control: at most a call per pooled RPC connection (one more would only wait for a connection).
+    limit = AdaptiveLimit(cfg.rpc_pool_size, cfg.admission_target_ms / 1000) if cfg.admission_target_ms else None
+    service = MessageService(rpc, pool, waits, call_s, erase_timeout_s=cfg.admin_erase_timeout_s, limit=limit)
     app = create_app(
         service,
         cfg.max_body_bytes,
@@ -89,7 +91,4 @@ def get_app() -> WsgiApp:
         streams=Subscribe(service, cfg.sse_max_streams, cfg.sse_heartbeat_s),
         allowed_origins=cfg.sse_allowed_origins,
     )
-    if not cfg.admission_target_ms:
-        return app
-    # At most a request per pooled RPC connection: one beyond would only wait for a connection.
-    return Admission(app, AdaptiveLimit(cfg.rpc_pool_size, cfg.admission_target_ms / 1000))
+    return app if limit is None else Admission(app, limit)

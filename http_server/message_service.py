@@ -13,9 +13,13 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from http_server.admission import leave_for_wait
+from http_server.admission import overloaded
 from http_server.errors import ApiError, from_rpc_code
 from http_server.rpc_pool import RpcClientPool, RpcUnavailable
+from idl import codes
+from plumbing.admission import AdaptiveLimit
+
+_LIMITED = frozenset({"Send", "Pull", "ListChats"})
 
 
 class MessageService:
@@ -28,6 +32,7 @@ class MessageService:
         waits: RpcClientPool | None = None,
         timeout_s: float = 1.0,
         erase_timeout_s: float = 20.0,
+        limit: AdaptiveLimit | None = None,
     ):
         self._rpc = rpc  # the module thriftpy2 loaded from idl_rpc.thrift
         self._pool = pool
@@ -36,6 +41,8 @@ class MessageService:
         self._waits = waits or pool
         self._timeout_s = timeout_s
         self._erase_timeout_s = erase_timeout_s
+        # Admission control (http_server.admission): the ordinary calls in flight from this worker.
+        self._limit = limit
 
     def send(
         self, chat: str, text: str, sender: str, idempotency_key: str | None, caller: str | None, request_id: str
@@ -59,7 +66,6 @@ class MessageService:
             WaitMs=wait_s * 1000 or None,
         )
         if wait_s:  # the wait, plus the usual deadline for the call itself
-            leave_for_wait()  # waiting is not work: its admission slot goes to another request
             return self._call("Pull", request, self._waits, wait_s + self._timeout_s)
         return self._call("Pull", request)
 
@@ -98,10 +104,21 @@ class MessageService:
         return self._pool.call("Health", self._rpc.HealthRequest(RequestId=request_id))
 
     def _call(self, method: str, request: Any, pool: RpcClientPool | None = None, timeout_s: float = 0) -> Any:
+        # A call of the ordinary pool holds a slot of the admission limit while it is in flight (not a
+        # waiting pull, whose wait is no work, nor an admin call): its duration is the limit's latency
+        # sample, a 503 from behind its drop signal. No slot: refused, before anything was sent.
+        limit = self._limit if pool is None and method in _LIMITED else None
+        if limit is not None and not limit.try_acquire():
+            raise overloaded(method == "Send")
+        started, dropped = time.monotonic(), True
         try:
             response = (pool or self._pool).call(method, request, timeout_s=timeout_s or None)
+            dropped = response.Code == codes.STORAGE_UNAVAILABLE
         except RpcUnavailable as e:
             raise ApiError(503, str(e)) from e
+        finally:
+            if limit is not None:
+                limit.release(time.monotonic() - started, dropped)
         if response.Code != 0:
             raise from_rpc_code(response.Code, response.Msg, getattr(response, "RetryAfterMs", None))
         return response

@@ -33,7 +33,7 @@ from typing import Any
 
 import redis
 
-from bench import memory
+from bench import memory, overload
 from rpc_server.chat_id import parse_chat
 from rpc_server.storage.keys import stream_key
 from rpc_server.storage.store import MessageStore
@@ -45,9 +45,20 @@ OPEN_LOOP_RATES = (500, 1000, 2000, 3000, 5000)
 
 
 class Bench:
-    def __init__(self, http_url: str, rpc_addr: str, redis_url: str, duration: float, out: Path) -> None:
+    def __init__(
+        self,
+        http_url: str,
+        rpc_addr: str,
+        redis_url: str,
+        duration: float,
+        out: Path,
+        tiers: overload.Tiers | None = None,
+        overload_s: float = 30.0,
+    ) -> None:
         self.http_url, self.rpc_addr, self.redis_url = http_url, rpc_addr, redis_url
         self.duration = duration
+        self.tiers = tiers  # the stack's processes, when this benchmark started it: CPU per tier
+        self.overload_s = overload_s
         self.out = out
         self.results: dict[str, Any] = {}
         self._stages: list[tuple[str, Callable[[], Any]]] = []
@@ -99,6 +110,30 @@ class Bench:
     def open_loop(self, path: str, rate: int, body: str | None = None) -> dict[str, Any]:
         argv = ["--url", self.http_url + path, "--rate", str(rate), "--duration", str(min(self.duration, 5))]
         return self._json_process("bench.openloop", *argv, *(["--body", body] if body else []))
+
+    def capacity(self, body: str) -> dict[str, Any]:
+        search_s = min(self.duration, 5)
+        return overload.find_capacity(
+            lambda rate: overload.measured(self.http_url + "/api/send", rate, search_s, body, self.tiers)
+        )
+
+    def overloaded(self, body: str, factor: float, duration: float) -> dict[str, Any]:
+        rate = self.results[CAPACITY]["capacity_per_s"] * factor
+        return overload.measured(self.http_url + "/api/send", rate, duration, body, self.tiers)
+
+    def refusals(self, body: str) -> dict[str, Any]:
+        if self.tiers is None:
+            return {"skipped": "a stack this benchmark did not start: its RPC server cannot be stopped"}
+        rate = self.results[CAPACITY]["capacity_per_s"] * 2
+        return overload.refusal_cost(self.http_url + "/api/send", rate, min(self.duration, 5), body, self.tiers)
+
+    def saturated_sends(self, body: str) -> dict[str, Any]:
+        if self.tiers is None:
+            return {"skipped": "a stack this benchmark did not start: its processes are unknown"}
+        tiers = self.tiers
+        result = overload.metered(tiers, lambda: self.wrk("/api/send", body))
+        result["ok"] = round(result["rps"] * self.duration) - result["non_2xx"]
+        return result
 
     def redis_benchmark(self, chat_key: str) -> dict[str, Any]:
         if not shutil.which("redis-benchmark"):
@@ -173,6 +208,14 @@ def _parse_wrk(output: str) -> dict[str, Any]:
 def _summary(result: Any) -> str:
     if not isinstance(result, dict):
         return str(result)
+    if "capacity_per_s" in result:
+        return f"capacity {result['capacity_per_s']:,}/s ({len(result['points'])} runs)"
+    if "goodput_per_s" in result:
+        return (
+            f"offered {result['offered_rate']:,.0f}/s: goodput {result['goodput_per_s']:,.0f}/s, "
+            f"p99 2xx {result['ok_p99_ms']} ms, refused {result['refused']:,} (p99 {result['refused_p99_ms']} ms), "
+            f"timeouts {result['timeouts']}, generator CPU {result['cpu_s']:.1f} s"
+        )
     for key in ("rps", "calls_per_s"):
         if key in result:
             extra = f", p50 {result.get('p50_ms')} ms, p99 {result.get('p99_ms')} ms" if "p50_ms" in result else ""
@@ -204,6 +247,24 @@ def plan(bench: Bench) -> None:
         pull = f"/api/pull?chat={_pull_chat(10_000)}&limit=10&reverse=true"
         bench.stage(f"open loop pull @{rate}/s", lambda r=rate, p=pull: bench.open_loop(p, r))
     bench.stage("Redis memory per message", lambda: _memory())
+    # Last: the overload runs leave the stack's queues and pools as overload leaves them.
+    bench.stage(CAPACITY, lambda: bench.capacity(send_body))
+    bench.stage(AT_CAPACITY, lambda: bench.overloaded(send_body, 1.0, bench.overload_s / 3))
+    for factor in OVERLOAD_FACTORS:
+        bench.stage(_overload_stage(factor), lambda f=factor: bench.overloaded(send_body, f, bench.overload_s))
+    bench.stage(SATURATED, lambda: bench.saturated_sends(send_body))
+    bench.stage(REFUSALS, lambda: bench.refusals(send_body))
+
+
+CAPACITY = "overload: capacity search (open-loop sends, p99 <= 100 ms)"
+AT_CAPACITY = "overload: sends at capacity"
+SATURATED = "overload: sends, saturated (wrk -c64; CPU per send)"
+REFUSALS = "overload: every send refused at 2x capacity (RPC server stopped; CPU per refusal)"
+OVERLOAD_FACTORS = (1.5, 2.0)
+
+
+def _overload_stage(factor: float) -> str:
+    return f"overload: sends at {factor}x capacity"
 
 
 def _memory() -> dict[str, Any]:
@@ -267,7 +328,65 @@ def ratios_and_targets(r: dict[str, Any]) -> tuple[dict[str, float], list[dict[s
             "met": all(v["ratio"] <= 0.5 for v in mem.values()),
         },
     ]
+    targets += overload_targets(r)
     return ratios, targets
+
+
+def overload_costs(r: dict[str, Any]) -> tuple[float | None, float | None]:
+    """CPU µs of the stack per admitted send and per refusal."""
+    send_us = None if "skipped" in r[SATURATED] else overload.cpu_per_request_us(r[SATURATED], "ok")
+    refusal_us = None if "skipped" in r[REFUSALS] else overload.cpu_per_request_us(r[REFUSALS], "refused")
+    return send_us, refusal_us
+
+
+def overload_targets(r: dict[str, Any]) -> list[dict[str, Any]]:
+    capacity = r[CAPACITY]["capacity_per_s"]
+    send_us, refusal_us = overload_costs(r)
+    targets: list[dict[str, Any]] = []
+    if send_us and refusal_us:
+        cost = refusal_us / send_us
+        targets.append({"target": "overload: CPU of a refusal <= 0.3 x a send's", "value": cost, "met": cost <= 0.3})
+    for factor in OVERLOAD_FACTORS:
+        run = r[_overload_stage(factor)]
+        name = f"overload {factor}x"
+        share = run["goodput_per_s"] / capacity if capacity else 0.0
+        targets.append({"target": f"{name}: goodput >= 0.5 x capacity", "value": share, "met": share >= 0.5})
+        if send_us and refusal_us:
+            model = overload.model_goodput(run, send_us, refusal_us)
+            if model:
+                ratio = run["goodput_per_s"] / model
+                targets.append(
+                    {
+                        "target": f"{name}: goodput within 15% of the CPU model",
+                        "value": ratio,
+                        "met": abs(ratio - 1) <= 0.15,
+                    }
+                )
+        ok_p99, refused_p99 = run["ok_p99_ms"], run["refused_p99_ms"]
+        targets += [
+            {
+                "target": f"{name}: p99 of admitted sends <= 100 ms",
+                "value": ok_p99 if ok_p99 is not None else float("nan"),
+                "met": ok_p99 is not None and ok_p99 <= 100,
+            },
+            {
+                "target": f"{name}: p99 of refusals <= 100 ms",
+                "value": refused_p99 if refused_p99 is not None else 0.0,
+                "met": refused_p99 is None or refused_p99 <= 100,
+            },
+            {"target": f"{name}: zero client timeouts", "value": run["timeouts"], "met": run["timeouts"] == 0},
+            {
+                "target": f"{name}: every failure a 503/429 with Retry-After",
+                "value": run["requests"] - run["ok"] - run["refused"] + run["refused_without_retry_after"],
+                "met": run["requests"] == run["ok"] + run["refused"] and not run["refused_without_retry_after"],
+            },
+            {
+                "target": f"{name}: the generator keeps its schedule (<= 1% dispatched late)",
+                "value": overload.generator_share(run),
+                "met": not run["behind_schedule"],
+            },
+        ]
+    return targets
 
 
 def machine() -> dict[str, Any]:
@@ -305,7 +424,7 @@ def report(
         "|---|---|---|---|---|---|",
     ]
     for name, r in results.items():
-        if not isinstance(r, dict):
+        if not isinstance(r, dict) or name.startswith("overload:"):
             continue
         if "rps" in r:
             cells = [f"{name} (wrk -c64)", f"{r['rps']:,.0f}/s", r["p50_ms"], r["p99_ms"], "", r["non_2xx"]]
@@ -328,6 +447,7 @@ def report(
     lines += ["", "| memory, bytes per 71-byte message | seed design | ours | ours ÷ seed |", "|---|---|---|---|"]
     for shape, m in results["Redis memory per message"].items():
         lines.append(f"| {shape} | {m['seed']:.0f} | {m['ours']:.0f} | {m['ratio']:.2f} |")
+    lines += overload_report(results)
     lines += ["", "| target | value | met |", "|---|---|---|"]
     lines += [f"| {t['target']} | {t['value']:.2f} | {'yes' if t['met'] else 'NO'} |" for t in targets]
     lines += [
@@ -338,13 +458,51 @@ def report(
     return "\n".join(lines) + "\n"
 
 
+def overload_report(results: dict[str, Any]) -> list[str]:
+    capacity = results[CAPACITY]["capacity_per_s"]
+    send_us, refusal_us = overload_costs(results)
+    lines = [
+        "",
+        f"Overload (open-loop sends from bench/loadgen, Go; client timeout {overload.CLIENT_TIMEOUT_S:.0f} s). "
+        f"Capacity, the highest rate with p99 <= 100 ms: **{capacity:,}/s**. "
+        f"Stack CPU per admitted send (saturated, wrk -c64): {send_us} µs; per refusal: {refusal_us} µs.",
+        "",
+        "| offered | goodput (2xx/s) | ÷ capacity | p99 2xx ms | p99 refused ms | refused | timeouts "
+        "| stack CPU (cores): HTTP / RPC / Redis | idle cores | model goodput | generator CPU (cores, share) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for name in (AT_CAPACITY, *(_overload_stage(f) for f in OVERLOAD_FACTORS), REFUSALS):
+        run = results[name]
+        if "skipped" in run:
+            lines.append(f"| {name}: {run['skipped']} |")
+            continue
+        wall = run.get("wall_s") or run["elapsed_s"]
+        tiers = " / ".join(f"{run.get(f'cpu_{t}_s', float('nan')) / wall:.2f}" for t in ("http", "rpc", "redis"))
+        model = overload.model_goodput(run, send_us, refusal_us) if send_us and refusal_us else None
+        cells = [
+            f"{run['offered_rate']:,.0f}/s ({name.split(': ', 1)[1]})",
+            f"{run['goodput_per_s']:,.0f}",
+            f"{run['goodput_per_s'] / capacity:.2f}" if capacity else "",
+            run["ok_p99_ms"],
+            run["refused_p99_ms"],
+            f"{run['refused']:,}",
+            run["timeouts"],
+            tiers,
+            f"{run.get('cpu_idle_s', float('nan')) / wall:.2f}",
+            f"{model:,.0f}" if model else "",
+            f"{run['cpu_s'] / run['elapsed_s']:.2f}, {overload.generator_share(run):.0%}",
+        ]
+        lines.append("| " + " | ".join(str(c) for c in cells) + " |")
+    return lines
+
+
 def plot(results: dict[str, Any], path: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, (left, right) = plt.subplots(1, 2, figsize=(14, 5.5))
+    fig, (left, right, third) = plt.subplots(1, 3, figsize=(21, 5.5))
     for kind, marker in (("send", "o"), ("pull", "s")):
         runs = [results[f"open loop {kind} @{rate}/s"] for rate in OPEN_LOOP_RATES]
         for stat, style in (("p50_ms", "-"), ("p99_ms", "--"), ("max_ms", ":")):
@@ -365,8 +523,42 @@ def plot(results: dict[str, Any], path: Path) -> None:
     right.set_xlabel("requests or calls per second (closed loop)")
     right.set_title("Throughput per scenario")
     right.tick_params(axis="y", labelsize=8)
+    plot_overload(results, third)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
+
+
+def plot_overload(results: dict[str, Any], axes: Any) -> None:
+    """Goodput and p99 against offered load: the capacity search's runs, then 1.5x and 2x."""
+    capacity = results[CAPACITY]["capacity_per_s"]
+    runs = [*results[CAPACITY]["points"], results[AT_CAPACITY]]
+    runs += [results[_overload_stage(f)] for f in OVERLOAD_FACTORS]
+    runs.sort(key=lambda run: run["offered_rate"])
+    offered = [run["offered_rate"] for run in runs]
+    axes.plot(offered, [run["goodput_per_s"] for run in runs], "-o", color="#4c72b0", label="goodput (2xx/s)")
+    axes.plot(offered, offered, ":", color="grey", linewidth=0.8, label="offered")
+    axes.axvline(capacity, color="green", linewidth=0.8, label=f"capacity {capacity:,}/s")
+    for factor in OVERLOAD_FACTORS:
+        run = results[_overload_stage(factor)]
+        axes.annotate(
+            f"{factor}x",
+            (run["offered_rate"], run["goodput_per_s"]),
+            textcoords="offset points",
+            xytext=(0, 8),
+            ha="center",
+        )
+    axes.set_xlabel("offered sends/s (open loop)")
+    axes.set_ylabel("goodput (2xx/s)")
+    axes.set_title("Overload: goodput and p99 against offered load")
+    latency = axes.twinx()
+    for key, style, label in (("ok_p99_ms", "--s", "p99 of 2xx"), ("refused_p99_ms", ":^", "p99 of refusals")):
+        points = [(run["offered_rate"], run[key]) for run in runs if run[key] is not None]
+        latency.plot([p[0] for p in points], [p[1] for p in points], style, color="#c44e52", label=label)
+    latency.set_yscale("log")
+    latency.axhline(100, color="#c44e52", linewidth=0.6)
+    latency.set_ylabel("p99 latency from scheduled start (ms)")
+    handles = axes.get_legend_handles_labels()[0] + latency.get_legend_handles_labels()[0]
+    axes.legend(handles, [h.get_label() for h in handles], fontsize=8, loc="upper left")
 
 
 def main() -> int:
@@ -376,9 +568,10 @@ def main() -> int:
     parser.add_argument("--redis-url", help="its Redis (bench-* chats are written to it)")
     parser.add_argument("--duration", type=float, default=6.0, help="seconds per closed-loop run (default 6)")
     parser.add_argument("--quick", action="store_true", help="2 s runs: a smoke test of the benchmark itself")
+    parser.add_argument("--overload-s", type=float, default=30.0, help="seconds at 1.5x and at 2x capacity (30)")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results", help="where to write the results")
     args = parser.parse_args()
-    for tool in ("wrk",):
+    for tool in ("wrk", str(overload.LOADGEN)):
         if not shutil.which(tool):
             parser.error(f"{tool} is not installed (scripts/bench.sh installs it)")
     args.out.mkdir(parents=True, exist_ok=True)
@@ -387,6 +580,7 @@ def main() -> int:
             if not (args.rpc_addr and args.redis_url):
                 parser.error("--http-url needs --rpc-addr and --redis-url too")
             http_url, rpc_addr, redis_url = args.http_url, args.rpc_addr, args.redis_url
+            tiers = None
         else:
             from tests.servers import Stack
 
@@ -396,7 +590,10 @@ def main() -> int:
             stack = Stack(directory, rpc_workers="1").start()
             cleanup.callback(stack.stop)
             http_url, rpc_addr, redis_url = stack.http.url, f"127.0.0.1:{stack.rpc.port}", stack.redis.url
-        bench = Bench(http_url, rpc_addr, redis_url, 2.0 if args.quick else args.duration, args.out)
+            tiers = overload.Tiers(stack.http.pid, stack.rpc.pid, stack.redis.pid)
+        duration = 2.0 if args.quick else args.duration
+        overload_s = 5.0 if args.quick else args.overload_s
+        bench = Bench(http_url, rpc_addr, redis_url, duration, args.out, tiers, overload_s)
         plan(bench)
         bench.run()
     ratios, targets = ratios_and_targets(bench.results)

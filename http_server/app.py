@@ -1,6 +1,7 @@
 """The Falcon application: `create_app(service)` wires resources to an
 injected MessageService; `get_app()` builds one from the environment, for
-gunicorn (`http_server.app:get_app()`)."""
+gunicorn (`http_server.app:get_app()`), behind admission control
+(http_server.admission)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import falcon
 
 import idl
 from http_server import config, endpoints
+from http_server.admission import Admission, WsgiApp
 from http_server.auth import Authentication
 from http_server.errors import ApiError, handle_unexpected, serialize_error
 from http_server.message_service import MessageService
@@ -19,6 +21,7 @@ from http_server.rpc_pool import RpcClientPool
 from http_server.slow_clients import BodyTimeout
 from http_server.streaming import Subscribe
 from http_server.telemetry import Metrics, RequestTelemetry, access_log
+from plumbing.admission import AdaptiveLimit
 from plumbing.logs import configure_logging
 
 
@@ -60,7 +63,7 @@ def _body_timeout(req: falcon.Request, resp: falcon.Response, ex: BodyTimeout, p
     raise ApiError(408, str(ex))
 
 
-def get_app() -> falcon.App[falcon.Request, falcon.Response]:
+def get_app() -> WsgiApp:
     loaded = config.for_process()  # this worker's settings, parsed (and the JWT key read) once
     cfg = loaded.config
     configure_logging(cfg.log_level, access_log, bool(cfg.log_requests))
@@ -77,8 +80,10 @@ def get_app() -> falcon.App[falcon.Request, falcon.Response]:
     pool = RpcClientPool(rpc.IMService, rpc_servers, cfg.rpc_pool_size, connect_s, call_s)
     # Waiting pulls: their own connections, whose reads may take the longest wait.
     waits = RpcClientPool(rpc.IMService, rpc_servers, cfg.rpc_wait_pool_size, connect_s, cfg.pull_max_wait_s + call_s)
-    service = MessageService(rpc, pool, waits, call_s, erase_timeout_s=cfg.admin_erase_timeout_s)
-    return create_app(
+    # Admission control: at most a call per pooled RPC connection (one more would only wait for a connection).
+    limit = AdaptiveLimit(cfg.rpc_pool_size, cfg.admission_target_ms / 1000) if cfg.admission_target_ms else None
+    service = MessageService(rpc, pool, waits, call_s, erase_timeout_s=cfg.admin_erase_timeout_s, limit=limit)
+    app = create_app(
         service,
         cfg.max_body_bytes,
         auth=Authentication(cfg, loaded.jwt_key),
@@ -86,3 +91,4 @@ def get_app() -> falcon.App[falcon.Request, falcon.Response]:
         streams=Subscribe(service, cfg.sse_max_streams, cfg.sse_heartbeat_s),
         allowed_origins=cfg.sse_allowed_origins,
     )
+    return app if limit is None else Admission(app, limit)

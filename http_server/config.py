@@ -67,6 +67,7 @@ class Config:
     jwt_audience: str = ""
     jwt_user_claim: str = "sub"
     jwt_leeway_s: int = 30
+    admission_target_ms: int = 50
 
 
 # field -> (environment variable, help)
@@ -111,6 +112,10 @@ _SOURCES = {
     "jwt_audience": ("JWT_AUDIENCE", "AUTH_MODE=jwt: if set, an `aud` every token must have"),
     "jwt_user_claim": ("JWT_USER_CLAIM", "AUTH_MODE=jwt: the claim naming the user"),
     "jwt_leeway_s": ("JWT_LEEWAY_S", "AUTH_MODE=jwt: clock skew allowed on exp, nbf and iat, in seconds"),
+    "admission_target_ms": (
+        "HTTP_ADMISSION_TARGET_MS",
+        "admission control: the latency target of the adaptive concurrency limit per worker (0: no limit)",
+    ),
 }
 
 AUTH_MODES = ("none", "header", "jwt")
@@ -142,6 +147,7 @@ CHECKS: dict[str, Check] = {
     "admin_erase_timeout_s": Range(1, 3600),
     "header_timeout_s": Range(1, 3600),
     "body_min_rate": Range(1, 1_073_741_824),  # bytes/s; 0 would divide by zero on every body
+    "admission_target_ms": Range(0, 60_000),
 }
 
 JWT_MIN_SECRET_BYTES = 32  # RFC 7518 3.2: an HS256 key at least as long as the hash

@@ -14,8 +14,13 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from http_server.admission import overloaded
 from http_server.errors import ApiError, from_rpc_code
 from http_server.rpc_pool import RpcClientPool, RpcUnavailable
+from idl import codes
+from plumbing.admission import AdaptiveLimit
+
+_LIMITED = frozenset({"Send", "Pull", "ListChats"})
 
 
 class MessageService:
@@ -28,6 +33,7 @@ class MessageService:
         waits: RpcClientPool | None = None,
         timeout_s: float = 1.0,
         erase_timeout_s: float = 20.0,
+        limit: AdaptiveLimit | None = None,
     ):
         self._rpc = rpc  # the module thriftpy2 loaded from idl_rpc.thrift
         self._pool = pool
@@ -36,6 +42,8 @@ class MessageService:
         self._waits = waits or pool
         self._timeout_s = timeout_s
         self._erase_timeout_s = erase_timeout_s
+        # Admission control (http_server.admission): the ordinary calls in flight from this worker.
+        self._limit = limit
 
     def send(
         self, chat: str, text: str, sender: str, idempotency_key: str | None, caller: str | None, request_id: str
@@ -102,11 +110,22 @@ class MessageService:
         """`writes`: a send, whose 503 says whether it was stored: "not
         stored" when the call never reached the RPC server, else "outcome
         unknown" (the RPC server's own 503s say it themselves)."""
+        # A call of the ordinary pool holds a slot of the admission limit while it is in flight (not a
+        # waiting pull, whose wait is no work, nor an admin call): its duration is the limit's latency
+        # sample, a 503 from behind its drop signal. No slot: refused, before anything was sent.
+        limit = self._limit if pool is None and method in _LIMITED else None
+        if limit is not None and not limit.try_acquire():
+            raise overloaded(method == "Send")
+        started, dropped = time.monotonic(), True
         try:
             response = (pool or self._pool).call(method, request, timeout_s=timeout_s or None)
+            dropped = response.Code == codes.STORAGE_UNAVAILABLE
         except RpcUnavailable as e:
             kind = ("; outcome unknown" if e.sent else "; not stored") if writes else ""
             raise ApiError(503, f"{e}{kind}") from e
+        finally:
+            if limit is not None:
+                limit.release(time.monotonic() - started, dropped)
         if response.Code != 0:
             raise from_rpc_code(response.Code, response.Msg, getattr(response, "RetryAfterMs", None))
         return response

@@ -23,6 +23,11 @@ What the stock `gevent_pywsgi` worker lacks, added here:
 - it builds a gunicorn access-log record for every request; the Falcon
   middleware already logs each request as JSON, so that is skipped.
 
+Past capacity, a request that admission control (http_server.admission)
+refuses is answered here, right after its head is parsed, with the
+prepared refusal: no WSGI environment, no application. Refusals must cost
+far less than the requests they make room for.
+
 And on SIGTERM (or a quick stop, or the TERM that a graceful restart (HUP)
 sends to old workers): event streams (http_server.streaming) end at once
 rather than holding the graceful stop for their whole length, and no
@@ -61,6 +66,7 @@ class _Handler(PyWSGIHandler):  # type: ignore[misc]
     _served = False  # whether a request was answered on this connection (it is kept alive)
     _late_body = False
     _head_timer: Any = None
+    _refusal: bytes | None = None  # this request's, when admission control refuses it here
 
     def handle(self) -> None:
         self.socket.settimeout(_KEEPALIVE_S)
@@ -110,6 +116,9 @@ class _Handler(PyWSGIHandler):  # type: ignore[misc]
                 self._head_timer.close()  # the head is in: the body has a deadline of its own
 
     def get_environ(self) -> dict[str, Any]:
+        self._refusal = self._early_refusal()
+        if self._refusal is not None:
+            return {}  # not used: handle_one_response writes the refusal
         environ: dict[str, Any] = super().get_environ()
         chunked = environ.get("HTTP_TRANSFER_ENCODING", "").lower() == "chunked"
         if self.content_length or chunked:
@@ -121,6 +130,31 @@ class _Handler(PyWSGIHandler):  # type: ignore[misc]
             )
             self.wsgi_input.rfile = BodyDeadline(self.rfile, allowance, self._body_expired)
         return environ
+
+    def _early_refusal(self) -> bytes | None:
+        """The prepared refusal of this request, if admission control refuses
+        it and nothing about it needs the WSGI path."""
+        from http_server import admission  # here, in the worker: it imports prometheus_client (see gunicorn_conf)
+
+        if STOPPING.is_set() or self.close_connection or (self.content_length or 0) > admission.EARLY_MAX_BODY:
+            return None
+        return admission.early_refusal(self.command, self.path, self.headers)
+
+    def handle_one_response(self) -> None:
+        refusal, self._refusal = self._refusal, None
+        if refusal is None:
+            super().handle_one_response()
+            return
+        try:
+            remaining = self.content_length or 0
+            while remaining:  # the body, unread: the next request starts after it
+                chunk = self.rfile.read(remaining)
+                if not chunk:
+                    raise ConnectionError("closed in the body")
+                remaining -= len(chunk)
+            self._sendall(refusal)
+        except OSError:
+            self.close_connection = True
 
     def _body_expired(self) -> None:
         self._late_body = True

@@ -53,6 +53,8 @@ class Config:
     etcd_lease_ttl_s: int = 60
     log_level: str = "INFO"
     log_requests: int = 1
+    max_in_flight: int = 512
+    admission_target_ms: int = 100
 
 
 # field -> (environment variable, help)
@@ -114,6 +116,14 @@ _SOURCES = {
     "etcd_lease_ttl_s": ("ETCD_LEASE_TTL_S", "the registration's lease, kept alive while serving"),
     "log_level": ("LOG_LEVEL", "DEBUG, INFO, WARNING or ERROR"),
     "log_requests": ("LOG_REQUESTS", "1: a JSON log line per call; 0: none"),
+    "max_in_flight": (
+        "RPC_MAX_IN_FLIGHT",
+        "admission control: most calls worked on at once per process (Send, Pull, ListChats)",
+    ),
+    "admission_target_ms": (
+        "RPC_ADMISSION_TARGET_MS",
+        "admission control: the latency target of the adaptive limit on calls in flight (0: no limit)",
+    ),
 }
 
 
@@ -152,6 +162,8 @@ CHECKS: dict[str, Check] = {
     "etcd_lease_ttl_s": Range(1, 86400),
     "log_level": LOG_LEVELS,
     "log_requests": Range(0, 1),
+    "max_in_flight": Range(1, 1_000_000),
+    "admission_target_ms": Range(0, 60_000),
 }
 
 SETTINGS = describe(Config, _SOURCES, CHECKS)

@@ -141,6 +141,19 @@ ensure_venv() {
     fi
 }
 
+# The Go toolchain (Debian's golang-go, or Homebrew's go), and with it
+# bench/loadgen, the compiled open-loop generator of the overload benchmark
+# (standard library only: nothing is downloaded), built into the venv when
+# missing or older than its source.
+ensure_loadgen() {
+    ensure_tool go golang-go go
+    local src="$ROOT/bench/loadgen" bin="$VENV/bin/im-loadgen"
+    if [ ! -x "$bin" ] || [ -n "$(find "$src" -newer "$bin" -name '*.go' -o -newer "$bin" -name go.mod)" ]; then
+        log "building bench/loadgen into $bin (go build)"
+        (cd "$src" && go build -o "$bin" .)
+    fi
+}
+
 # Wait until `redis-cli -p PORT ping` answers, or fail after ~10 s.
 wait_for_redis() {
     local port="$1"

@@ -2,6 +2,7 @@
 parsed right, percentiles taken right."""
 
 from bench.__main__ import _parse_wrk
+from bench.overload import find_capacity, model_goodput, passes
 from bench.stats import percentile
 
 WRK_OUTPUT = """Running 6s test @ http://127.0.0.1:8080/api/send
@@ -35,3 +36,36 @@ def test_percentiles_use_the_nearest_rank() -> None:
     assert percentile(values, 99) == 99
     assert percentile(values, 100) == 100
     assert percentile([7.0], 99) == 7.0
+
+
+def _run(requests: int, ok: int, p99_ms: float | None, refused: int = 0) -> dict[str, object]:
+    return {"requests": requests, "ok": ok, "refused": refused, "p99_ms": p99_ms}
+
+
+def test_a_rate_is_within_capacity_when_its_p99_and_its_failures_are() -> None:
+    assert passes(_run(10_000, 10_000, 99.0))
+    assert not passes(_run(10_000, 10_000, 101.0))
+    assert passes(_run(10_000, 9_950, 50.0))  # 0.5% refused or timed out: still within
+    assert not passes(_run(10_000, 9_949, 50.0))
+    assert not passes(_run(10_000, 0, None))
+
+
+def test_the_capacity_search_brackets_the_highest_rate_that_passes() -> None:
+    tried = []
+
+    def run(rate: float) -> dict[str, object]:
+        tried.append(rate)
+        return {**_run(1000, 1000, 10.0 if rate <= 3300 else 500.0), "offered_rate": rate}
+
+    found = find_capacity(run, start=1000, bisections=3, pause_s=0)
+    assert tried[:3] == [1000, 2000, 4000]  # doubling until a rate fails
+    assert 3000 <= found["capacity_per_s"] <= 3300, found
+    assert len(found["points"]) == len(tried)
+
+
+def test_the_cpu_model_splits_the_cores_between_sends_and_refusals() -> None:
+    # 2 cores, 8000 answered/s; a send 300 us, a refusal 50 us: 2 = 300e-6 G + 50e-6 (8000 - G) -> G = 6400
+    run = {"cpu_stack_s": 18.0, "cpu_idle_s": 2.0, "wall_s": 10.0, "elapsed_s": 10.0, "ok": 60_000, "refused": 20_000}
+    assert model_goodput(run, 300.0, 50.0) == 6400.0
+    # never more than was offered
+    assert model_goodput({**run, "cpu_idle_s": 20.0}, 300.0, 50.0) == 8000.0

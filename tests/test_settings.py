@@ -51,6 +51,8 @@ BAD = {
         ("ETCD_LEASE_TTL_S", "0", "1..86400"),
         ("LOG_LEVEL", "verbose", "DEBUG, INFO, WARNING, ERROR"),
         ("LOG_REQUESTS", "2", "0..1"),
+        ("RPC_MAX_IN_FLIGHT", "0", "1..1000000"),
+        ("RPC_ADMISSION_TARGET_MS", "-1", "0..60000"),
     ],
     "http_server": [
         ("HTTP_PORT", "70000", "1..65535"),
@@ -75,6 +77,7 @@ BAD = {
         ("ADMIN_ERASE_TIMEOUT_S", "0", "1..3600"),
         ("HTTP_HEADER_TIMEOUT_S", "0", "1..3600"),
         ("HTTP_BODY_MIN_RATE", "0", "1..1073741824"),
+        ("HTTP_ADMISSION_TARGET_MS", "60001", "0..60000"),
     ],
 }
 

@@ -23,7 +23,9 @@ from redis.exceptions import RedisClusterException
 from thriftpy2.parser.exc import ThriftParserError
 
 import idl
+from plumbing.admission import AdaptiveLimit
 from plumbing.settings import StartupError, cannot_listen
+from rpc_server.admission import AdmissionGate
 from rpc_server.config import Config
 from rpc_server.deadline import DeadlinePolicy
 from rpc_server.observability import serve_metrics
@@ -82,8 +84,11 @@ def serve(cfg: Config) -> int:
         deadlines=DeadlinePolicy(cfg.default_timeout_ms, cfg.reply_reserve_ms),
     )
     limits = Limits(max_bytes=cfg.max_message_bytes, max_string=cfg.max_message_bytes)
+    handler: object = service
+    if cfg.admission_target_ms:  # past its capacity, the process refuses calls (Code 503) rather than queue them
+        handler = AdmissionGate(rpc, service, AdaptiveLimit(cfg.max_in_flight, cfg.admission_target_ms / 1000))
     server = ThriftServer(
-        rpc, service, listener, cfg.max_connections, cfg.idle_timeout_s, cfg.message_timeout_s, limits
+        rpc, handler, listener, cfg.max_connections, cfg.idle_timeout_s, cfg.message_timeout_s, limits
     )
     server.start()
     log.info(

@@ -1,0 +1,3 @@
+module im-backend/bench/loadgen
+
+go 1.19

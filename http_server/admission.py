@@ -1,0 +1,191 @@
+"""Admission control of the HTTP tier: past capacity, refuse cheaply.
+
+Each HTTP worker keeps an adaptive concurrency limit (plumbing.admission:
+AIMD against HTTP_ADMISSION_TARGET_MS, at most RPC_POOL_SIZE, since a call
+beyond the pool would only wait for a connection) on its RPC calls in
+flight: MessageService takes a slot for each ordinary Send, Pull and
+ListChats call and gives it back with the call's duration as the latency
+sample (a 503 from behind, the RPC server's own limit or a failing Redis,
+is a drop). Not the request's whole life: a client whose body is still
+trickling in holds no slot, so slow clients cannot fill the limit, and a
+long-poll's wait (its own pool) is not counted.
+
+A request to a route that calls the RPC server (`/api/send`, `/api/pull`,
+`/api/chats`, `/api/subscribe`) that arrives while the limit is full is
+refused at once, before Falcon sees it: its body is neither read nor
+parsed, no RPC call is made, and the answer is bytes prepared at start-up.
+That is what keeps a refusal cheap (it still costs the request's parsing
+by gevent's pywsgi and one write), and cheap refusals are what keep
+goodput up past capacity: each refused request costs a fraction of a
+served one, so the CPU left serves the rest. (One admitted while there was
+room may find the limit full when it calls: then it gets the same 503,
+after its parsing.)
+
+The refusals:
+- `503` with `Retry-After` and `{"code": 503, "msg": "... not stored"}`
+  (a send refused here certainly reached no RPC server);
+- `GET /api/subscribe`: a `200` event stream with `retry:` and an
+  `unavailable` event, then the end, as http_server.streaming refuses a
+  stream it cannot serve: a browser's EventSource treats any non-200 answer
+  as final, and reconnects after this one.
+
+The cheapest refusals do not even reach WSGI: the worker's request
+handler (http_server.worker) asks `early_refusal` as soon as the request's
+head is parsed, and when the limit is full writes the prepared response
+itself, skipping the WSGI environment, the start_response machinery and
+the Date header (optional on a 5xx), after reading (not parsing) a small
+body so that the connection stays usable. Anything unusual (a chunked or
+large body, a client that asked to close, a stopping worker) takes the
+WSGI path, which refuses the same way with more machinery.
+
+Refusals are counted (`http_admission_refused_total`) and summed up in one
+log line per second at most, not one line each: under overload, a line per
+refusal would be most of the cost of refusing.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import time
+import uuid
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from prometheus_client import Counter, Gauge
+
+from http_server.errors import ApiError
+from plumbing.admission import AdaptiveLimit
+
+log = logging.getLogger(__name__)
+
+REFUSED = Counter("http_admission_refused_total", "Requests refused by admission control, by route", ["route"])
+LIMIT = Gauge(
+    "http_admission_limit",
+    "The admission limit (concurrent requests), summed over workers",
+    multiprocess_mode="livesum",
+)
+
+RETRY_AFTER_S = 1
+_SEND = "/api/send"
+_SUBSCRIBE = "/api/subscribe"
+# Routes that call the RPC server: admitted or refused here.
+GATED = frozenset({_SEND, "/api/pull", "/api/chats", _SUBSCRIBE})
+
+_REFUSED_BY_ROUTE = {path: REFUSED.labels(path) for path in GATED}  # (a labels() lookup per refusal costs)
+
+WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
+
+_REQUEST_ID = re.compile(r"[!-~]{1,128}")  # as http_server.telemetry accepts one
+
+
+def _json_refusal(msg: str) -> tuple[str, list[tuple[str, str]], bytes]:
+    body = json.dumps({"code": 503, "msg": msg}).encode()
+    headers = [
+        ("Content-Type", "application/json"),
+        ("Content-Length", str(len(body))),
+        ("Retry-After", str(RETRY_AFTER_S)),
+    ]
+    return "503 Service Unavailable", headers, body
+
+
+def _stream_refusal(msg: str) -> tuple[str, list[tuple[str, str]], bytes]:
+    data = json.dumps({"code": 503, "msg": msg})
+    body = f"retry: {RETRY_AFTER_S * 1000}\nevent: unavailable\ndata: {data}\n\n".encode()
+    headers = [
+        ("Content-Type", "text/event-stream"),
+        ("Content-Length", str(len(body))),
+        ("Cache-Control", "no-cache"),
+    ]
+    return "200 OK", headers, body
+
+
+_OVERLOADED = "server overloaded: retry later"
+_REFUSALS = {
+    _SEND: _json_refusal(f"{_OVERLOADED}; not stored"),
+    _SUBSCRIBE: _stream_refusal(f"{_OVERLOADED}; reconnect"),
+}
+_DEFAULT_REFUSAL = _json_refusal(_OVERLOADED)
+EARLY_MAX_BODY = 16384  # a larger body is read under its deadline by the WSGI path (http_server.slow_clients)
+_ACTIVE: list[Admission] = []  # this worker's gate, once get_app() made it
+
+
+def _response_head(status: str, headers: list[tuple[str, str]]) -> bytes:
+    lines = [f"HTTP/1.1 {status}", *(f"{name}: {value}" for name, value in headers)]
+    return ("\r\n".join(lines) + "\r\n").encode("latin-1")
+
+
+_EARLY = {
+    path: (_response_head(status, headers), body)
+    for path, (status, headers, body) in {
+        **_REFUSALS,
+        **{p: _DEFAULT_REFUSAL for p in GATED - _REFUSALS.keys()},
+    }.items()
+}
+
+
+def early_refusal(method: str, target: str, headers: Any) -> bytes | None:
+    """The whole response refusing this request (status line, headers and
+    body), or None when it is not refused here: not a gated route, the limit
+    has room (then the WSGI path admits it, or refuses it after all), or a
+    chunked body (the WSGI path reads it). `headers`: the request's, parsed."""
+    if not _ACTIVE or method not in ("GET", "POST"):
+        return None
+    path = target.partition("?")[0]
+    refusal = _EARLY.get(path)
+    if refusal is None or not _ACTIVE[0].limit.full() or headers.get("Transfer-Encoding") is not None:
+        return None
+    given = headers.get("X-Request-ID")
+    _REFUSED_BY_ROUTE[path].inc()
+    _ACTIVE[0]._log_refusals()
+    request_id: str = given if isinstance(given, str) and _REQUEST_ID.fullmatch(given) else uuid.uuid4().hex
+    head, body = refusal
+    return head + b"X-Request-ID: " + request_id.encode() + b"\r\n\r\n" + body
+
+
+class Admission:
+    """The WSGI app: `app`, whose gated routes are refused while the limit is full."""
+
+    def __init__(self, app: WsgiApp, limit: AdaptiveLimit) -> None:
+        self._app = app
+        self.limit = limit
+        self._logged_at = time.monotonic()
+        self._refused_logged = 0
+        LIMIT.set(limit.limit)
+        _ACTIVE[:] = [self]
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        path = environ.get("PATH_INFO", "")
+        if path in GATED and environ.get("REQUEST_METHOD") in ("GET", "POST") and self.limit.full():
+            return self._refuse(path, environ, start_response)
+        return self._app(environ, start_response)
+
+    def _refuse(self, path: str, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        status, headers, body = _REFUSALS.get(path, _DEFAULT_REFUSAL)
+        given = environ.get("HTTP_X_REQUEST_ID")
+        request_id = given if given and _REQUEST_ID.fullmatch(given) else uuid.uuid4().hex
+        start_response(status, [*headers, ("X-Request-ID", request_id)])
+        _REFUSED_BY_ROUTE[path].inc()
+        self._log_refusals()
+        return [body]
+
+    def _log_refusals(self) -> None:
+        now = time.monotonic()
+        if now - self._logged_at < 1.0:
+            return
+        refused = self.limit.refused_total - self._refused_logged
+        log.warning(
+            "admission: refused %d requests in the last %.1f s (limit %d, in flight %d)",
+            refused,
+            now - self._logged_at,
+            self.limit.limit,
+            self.limit.in_flight,
+        )
+        self._logged_at, self._refused_logged = now, self.limit.refused_total
+        LIMIT.set(self.limit.limit)
+
+
+def overloaded(send: bool) -> ApiError:
+    """The refusal of a call that found the limit full after all (it had room when the request came in)."""
+    return ApiError(503, f"{_OVERLOADED}; not stored" if send else _OVERLOADED)

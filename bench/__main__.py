@@ -333,9 +333,11 @@ def ratios_and_targets(r: dict[str, Any]) -> tuple[dict[str, float], list[dict[s
 
 
 def overload_costs(r: dict[str, Any]) -> tuple[float | None, float | None]:
-    """CPU µs of the stack per admitted send and per refusal."""
-    send_us = None if "skipped" in r[SATURATED] else overload.cpu_per_request_us(r[SATURATED], "ok")
+    """CPU µs of the stack per admitted send (at capacity, bench.overload
+    says why) and per refusal."""
     refusal_us = None if "skipped" in r[REFUSALS] else overload.cpu_per_request_us(r[REFUSALS], "refused")
+    at_capacity = r.get(AT_CAPACITY, {})
+    send_us = None if refusal_us is None or "skipped" in at_capacity else overload.send_cost_us(at_capacity, refusal_us)
     return send_us, refusal_us
 
 
@@ -465,7 +467,7 @@ def overload_report(results: dict[str, Any]) -> list[str]:
         "",
         f"Overload (open-loop sends from bench/loadgen, Go; client timeout {overload.CLIENT_TIMEOUT_S:.0f} s). "
         f"Capacity, the highest rate with p99 <= 100 ms: **{capacity:,}/s**. "
-        f"Stack CPU per admitted send (saturated, wrk -c64): {send_us} µs; per refusal: {refusal_us} µs.",
+        f"Stack CPU per admitted send (at capacity): {send_us} µs; per refusal: {refusal_us} µs.",
         "",
         "| offered | goodput (2xx/s) | ÷ capacity | p99 2xx ms | p99 refused ms | refused | timeouts "
         "| stack CPU (cores): HTTP / RPC / Redis | idle cores | model goodput | generator CPU (cores, share) |",

@@ -2,7 +2,7 @@
 parsed right, percentiles taken right."""
 
 from bench.__main__ import _parse_wrk
-from bench.overload import find_capacity, model_goodput, passes
+from bench.overload import find_capacity, model_goodput, passes, send_cost_us
 from bench.stats import percentile
 
 WRK_OUTPUT = """Running 6s test @ http://127.0.0.1:8080/api/send
@@ -69,3 +69,11 @@ def test_the_cpu_model_splits_the_cores_between_sends_and_refusals() -> None:
     assert model_goodput(run, 300.0, 50.0) == 6400.0
     # never more than was offered
     assert model_goodput({**run, "cpu_idle_s": 20.0}, 300.0, 50.0) == 8000.0
+
+
+def test_a_sends_cost_leaves_out_what_its_runs_refusals_cost() -> None:
+    """2 s of stack CPU for 1,000 sends and 2,000 refusals at 250 µs each:
+    1.5 s was the sends', 1,500 µs each (not 2,000)."""
+    run = {"cpu_stack_s": 2.0, "ok": 1000, "refused": 2000}
+    assert send_cost_us(run, refusal_us=250.0) == 1500.0
+    assert send_cost_us({"cpu_stack_s": 2.0, "ok": 0, "refused": 10}, 250.0) is None  # no send: no cost

@@ -35,32 +35,12 @@ from pathlib import Path
 import requests
 
 from bench import memory
+from bench.procstat import cpu_s, descendants
 
 ROOT = Path(__file__).resolve().parent.parent
-TICK_S = 1 / os.sysconf("SC_CLK_TCK")
 CHAT = "bench-a:bench-b"
 SEND_BODY = json.dumps({"chat": CHAT, "text": memory.TEXT, "sender": "bench-a"})
 SCENARIOS = ("ping", "send", "pull", "echo", "tsend")
-
-
-def cpu_s(pids: list[int]) -> float:
-    """User + system CPU seconds of `pids` (gone ones count 0)."""
-    total = 0.0
-    for pid in pids:
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        total += (int(fields[11]) + int(fields[12])) * TICK_S
-    return total
-
-
-def children(pid: int) -> list[int]:
-    """`pid` and its descendants."""
-    found = [pid]
-    for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split():
-        found += children(int(child))
-    return found
 
 
 class Variant:
@@ -80,8 +60,8 @@ class Variant:
 
     def tiers(self) -> dict[str, list[int]]:
         return {
-            "http": children(self.http.pid)[1:],  # the workers, not the master
-            "rpc": children(self.rpc.pid),
+            "http": [p for p in descendants(self.http.pid) if p != self.http.pid],  # the workers, not the master
+            "rpc": descendants(self.rpc.pid),
             "redis": [self.redis.pid],
         }
 

@@ -44,11 +44,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from bench.procstat import cpu_s, descendants, machine
+
 LOADGEN = Path(sys.executable).parent / "im-loadgen"
 P99_TARGET_MS = 100.0
 MAX_FAILED_SHARE = 0.005  # at capacity: at most this share of sends not answered 2xx
 CLIENT_TIMEOUT_S = 5.0
-_TICK = os.sysconf("SC_CLK_TCK")
 
 
 @dataclass(frozen=True)
@@ -63,55 +64,18 @@ class Tiers:
         return {"http": self.http, "rpc": self.rpc, "redis": self.redis}
 
 
-def _descendants(root: int) -> list[int]:
-    """`root` and every process below it."""
-    parents: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                stat = Path(f"/proc/{entry}/stat").read_text()
-            except OSError:
-                continue
-            ppid = int(stat.rsplit(")", 1)[1].split()[1])
-            parents.setdefault(ppid, []).append(int(entry))
-    found, todo = [], [root]
-    while todo:
-        pid = todo.pop()
-        found.append(pid)
-        todo += parents.get(pid, [])
-    return found
-
-
-def _cpu_s(pids: list[int]) -> float:
-    total = 0
-    for pid in pids:
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        total += int(fields[11]) + int(fields[12])  # utime, stime
-    return total / _TICK
-
-
-def _machine() -> tuple[float, float]:
-    """(busy, idle) CPU seconds of the whole machine so far."""
-    values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-    idle = values[3] + values[4]  # idle, iowait
-    return (sum(values[:8]) - idle) / _TICK, idle / _TICK
-
-
 @contextmanager
 def cpu_meter(tiers: Tiers) -> Iterator[dict[str, float]]:
     """CPU seconds used by each tier, and the machine's idle CPU seconds, over the block."""
-    pids = {name: _descendants(root) for name, root in tiers.as_dict().items()}
-    before = {name: _cpu_s(p) for name, p in pids.items()}
-    busy0, idle0 = _machine()
+    pids = {name: descendants(root) for name, root in tiers.as_dict().items()}
+    before = {name: cpu_s(p) for name, p in pids.items()}
+    busy0, idle0 = machine()
     started = time.monotonic()
     figures: dict[str, float] = {}
     yield figures
     for name, p in pids.items():
-        figures[f"cpu_{name}_s"] = round(_cpu_s(p) - before[name], 3)
-    busy1, idle1 = _machine()
+        figures[f"cpu_{name}_s"] = round(cpu_s(p) - before[name], 3)
+    busy1, idle1 = machine()
     figures["cpu_machine_busy_s"] = round(busy1 - busy0, 3)
     figures["cpu_idle_s"] = round(idle1 - idle0, 3)
     figures["wall_s"] = round(time.monotonic() - started, 3)

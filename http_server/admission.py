@@ -38,9 +38,17 @@ body so that the connection stays usable. Anything unusual (a chunked or
 large body, a client that asked to close, a stopping worker) takes the
 WSGI path, which refuses the same way with more machinery.
 
-Refusals are counted (`http_admission_refused_total`) and summed up in one
-log line per second at most, not one line each: under overload, a line per
-refusal would be most of the cost of refusing.
+During a refusal storm (plumbing.admission: clients that send again the
+moment they are refused, so that refusals take the CPU admitted requests
+need) each refusal is answered PACE_S later: a greenlet's sleep, no CPU, so
+such a client sends at most one request per PACE_S per connection, and the
+CPU goes back to the requests admitted; the limit then grows again. An
+ordinary overload is no storm: its refusals are answered at once.
+
+Refusals are counted (`http_admission_refused_total`, the paced ones also in
+`http_admission_paced_total`) and summed up in one log line per second at
+most, not one line each: under overload, a line per refusal would be most
+of the cost of refusing.
 """
 
 from __future__ import annotations
@@ -53,6 +61,7 @@ import uuid
 from collections.abc import Callable, Iterable
 from typing import Any
 
+import gevent
 from prometheus_client import Counter, Gauge
 
 from http_server.errors import ApiError
@@ -67,7 +76,10 @@ LIMIT = Gauge(
     multiprocess_mode="livesum",
 )
 
+PACED = Counter("http_admission_paced_total", "Refusals answered PACE_S late, in a refusal storm")
+
 RETRY_AFTER_S = 1
+PACE_S = 0.05  # a refusal's delay in a storm: well within the 100 ms a refusal may take
 _SEND = "/api/send"
 _SUBSCRIBE = "/api/subscribe"
 # Routes that call the RPC server: admitted or refused here.
@@ -125,6 +137,13 @@ _EARLY = {
 }
 
 
+def pace() -> None:
+    """Wait PACE_S before a refusal, in a refusal storm (see the module's docstring)."""
+    if _ACTIVE and _ACTIVE[0].limit.storming:
+        PACED.inc()
+        gevent.sleep(PACE_S)
+
+
 def early_refusal(method: str, target: str, headers: Any) -> bytes | None:
     """The whole response refusing this request (status line, headers and
     body), or None when it is not refused here: not a gated route, the limit
@@ -165,9 +184,10 @@ class Admission:
         status, headers, body = _REFUSALS.get(path, _DEFAULT_REFUSAL)
         given = environ.get("HTTP_X_REQUEST_ID")
         request_id = given if given and _REQUEST_ID.fullmatch(given) else uuid.uuid4().hex
-        start_response(status, [*headers, ("X-Request-ID", request_id)])
         _REFUSED_BY_ROUTE[path].inc()
         self._log_refusals()
+        pace()
+        start_response(status, [*headers, ("X-Request-ID", request_id)])
         return [body]
 
     def _log_refusals(self) -> None:

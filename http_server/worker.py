@@ -152,6 +152,9 @@ class _Handler(PyWSGIHandler):  # type: ignore[misc]
                 if not chunk:
                     raise ConnectionError("closed in the body")
                 remaining -= len(chunk)
+            from http_server import admission  # (imported once _early_refusal ran: a dict lookup here)
+
+            admission.pace()  # in a refusal storm only
             self._sendall(refusal)
         except OSError:
             self.close_connection = True

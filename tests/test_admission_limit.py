@@ -107,3 +107,28 @@ def test_an_idle_limit_does_not_grow_and_a_wait_is_no_sample() -> None:
         limit.release(0.001)
         clock.next_window()
     assert limit.limit == shrunk and limit.in_flight == 0
+
+
+def test_a_window_refusing_ten_times_what_it_served_is_a_storm_and_an_ordinary_overload_is_not() -> None:
+    """wrk -c64 on pulls once drove the HTTP limit down: 155,203 refusals,
+    1,475 answers served in 6 s. Such a window is a storm (refusals get
+    paced); 2x capacity open loop refused 1.4 per request served: not one."""
+    clock = Clock()
+    limit = AdaptiveLimit(4, target_s=0.05, clock=clock)
+    _fill(limit)
+    for _ in range(100):
+        assert not limit.try_acquire()  # a closed-loop client, sent again at once
+    limit.release(0.2)  # one served
+    clock.next_window()
+    limit.full()  # the window's end is seen on the next call
+    assert limit.storming, "100 refusals for 1 request served"
+    for _ in range(limit.in_flight):
+        limit.release(0.001)
+    admitted = _fill(limit)  # an ordinary overload: about as many refused as served
+    for _ in range(admitted):
+        assert not limit.try_acquire()
+    for _ in range(admitted):
+        limit.release(0.001)
+    clock.next_window()
+    limit.full()
+    assert not limit.storming, "refusals no more than ten times the requests served"

@@ -27,6 +27,7 @@ def test_wrk_output_is_parsed_with_units() -> None:
     assert result["p50_ms"] == 12.37
     assert result["p99_ms"] == 0.85  # us converted
     assert result["non_2xx"] == 12
+    assert result["ok_rps"] == round(4994.12 * (29964 - 12) / 29964, 2)  # refusals are no throughput
     assert result["socket_errors"] is None
 
 

@@ -21,9 +21,10 @@ Netflix's concurrency-limits `AIMDLimit` (and TCP's congestion window):
   Redis stalled), and refusing others would not make them faster;
 - it stays between `maximum` (a configured cap: the RPC connections a
   worker has, the calls a process may hold) and 1/16 of it;
-- a window that refused more than STORM_FACTOR times as many requests as
-  it finished marks a refusal storm (`storming`, until a window that did
-  not): clients that send again the moment they are refused (a closed loop,
+- STORM_WINDOWS windows in a row that each refused more than STORM_FACTOR
+  times as many requests as they finished mark a refusal storm
+  (`storming`, until a window that did not; one such window is a hiccup,
+  such as a pause of the process, not a storm): clients that send again the moment they are refused (a closed loop,
   such as wrk; not one that honours Retry-After) make refusals cost the CPU
   that admitted requests need, so these stay slow, the limit stays low and
   the refusals go on. Measured: wrk -c64 on pulls, 155,203 of 156,678
@@ -58,7 +59,8 @@ WINDOW_S = 0.05  # one decision per window: per-request decisions would shrink t
 BACKOFF = 0.9
 SLOW_SHARE = 0.01  # more slow requests than this in a window: back off (a p99 over the target)
 MIN_SHARE = 16  # the limit never falls below maximum / MIN_SHARE (nor below 1)
-STORM_FACTOR = 10  # a window refusing this many times what it finished: a refusal storm
+STORM_FACTOR = 10  # a window refusing this many times what it finished: a refusal storm...
+STORM_WINDOWS = 3  # ...when this many windows in a row do
 
 
 class AdaptiveLimit:
@@ -76,7 +78,8 @@ class AdaptiveLimit:
         self.refused_total = 0
         self._window_end = clock() + WINDOW_S
         self._finished = self._slow = self._refused = self._peak = 0
-        self.storming = False  # the last window was a refusal storm (see the module's docstring)
+        self.storming = False  # the last windows were a refusal storm (see the module's docstring)
+        self._stormy_windows = 0
 
     @property
     def limit(self) -> int:
@@ -115,7 +118,9 @@ class AdaptiveLimit:
         now = self._clock()
         if now < self._window_end:
             return
-        self.storming = self._refused > STORM_FACTOR * max(self._finished, 1)
+        stormy = self._refused > STORM_FACTOR * max(self._finished, 1)
+        self._stormy_windows = self._stormy_windows + 1 if stormy else 0
+        self.storming = self._stormy_windows >= STORM_WINDOWS
         used = self._refused or self._peak * 2 >= int(self._limit)
         if self._slow > self._finished * SLOW_SHARE and used:
             self._limit = max(float(self.minimum), self._limit * BACKOFF)

@@ -29,7 +29,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
 
 
-FAST_PER_FILE = 2  # --fast: a smoke run of every file; the whole suite (CI) runs everything
+FAST_PER_FILE = 1  # --fast: a smoke run of every file (one test each); the whole suite (CI) runs everything
 
 
 @pytest.hookimpl(tryfirst=True)  # before -k and -m: the check is about the whole collection

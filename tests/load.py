@@ -85,7 +85,8 @@ class SendLoad:
             except requests.Timeout:
                 self._record(text, None, "timeout")
                 continue
-            except requests.ConnectionError:
+            except (requests.ConnectionError, requests.exceptions.ChunkedEncodingError):
+                # (a worker killed in the middle of its answer: the body breaks off)
                 self._record(text, None, "connection")
                 session = requests.Session()
                 continue

@@ -13,8 +13,8 @@ Layers, each a folder, top to bottom:
     tools/     offline operator commands over storage (python -m rpc_server.tools.X)
 At the top also: __main__ (start-up), config (settings), observability
 (metrics, the per-call log line), call_context (what the wire tells the
-service of the call it is answering: a Kitex TTHeader's request id and
-caller), deadline (by when each call must be answered), admission (the
+service of the call it is answering: when it was read whole, and a Kitex
+TTHeader's request id, caller and RPC timeout), deadline (by when each call must be answered), admission (the
 process's own concurrency limit, a wrapper of the handler that refuses calls
 past it).
 

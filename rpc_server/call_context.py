@@ -1,13 +1,14 @@
-"""What the transport knows about the call being answered, for the service.
+"""What the wire knows about the call being answered, for the service.
 
-A TTHeader call (Kitex's header transport) carries, beside its Thrift
-payload, the caller's service name, a log or request id and its RPC timeout.
-The server loop sets them here for the duration of the call; the service
-reads them for the call log line. The RPC timeout also goes to the call's
-deadline (rpc_server.deadline.incoming_call), which is where deadlines live.
-A context variable, because each connection is served by its own
-greenlet, and greenlets each have their own context: no argument has to go
-through thriftpy2's processor, which knows nothing of transports.
+When the call was read whole (its deadline counts from then: see
+rpc_server.deadline), and, for a TTHeader call (Kitex's header transport),
+what its header carries beside the Thrift payload: the caller's service
+name, a log or request id, and its RPC timeout (one of the deadline's
+sources). The server loop sets them here for the duration of the call; the
+service reads them for its deadline and the call log line. A context
+variable, because each connection is served by its own greenlet, and
+greenlets each have their own context: no argument has to go through
+thriftpy2's processor, which knows nothing of transports.
 """
 
 from __future__ import annotations
@@ -20,9 +21,10 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class CallContext:
+    received_at: float | None = None  # time.monotonic() when the call had been read whole
     request_id: str | None = None
     from_service: str | None = None
-    timeout_ms: int | None = None  # the caller's RPC timeout, as it sent it
+    timeout_ms: int | None = None  # the caller's RPC timeout, as its transport sent it
 
 
 NONE = CallContext()
@@ -30,7 +32,7 @@ _current: ContextVar[CallContext] = ContextVar("call_context", default=NONE)
 
 
 def current() -> CallContext:
-    """The context of the call being answered (NONE outside a call, or when the transport carries none)."""
+    """The context of the call being answered (NONE outside a call)."""
     return _current.get()
 
 

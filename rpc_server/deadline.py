@@ -6,14 +6,14 @@ Where a call's deadline comes from (the earliest wins):
 * the request's `TimeoutMs` (idl_rpc.thrift): the caller's remaining time,
   relative milliseconds, since clocks differ between hosts. The HTTP tier
   sends what is left of its own deadline;
-* the transport's: the wire layer runs each call inside `incoming_call()`,
-  to which it may give a `timeout_ms` (Kitex's TTHeader carries its RPC
-  timeout, key 12, in ms: that is where it goes);
+* the transport's: the wire layer runs each call inside a
+  rpc_server.call_context, whose `timeout_ms` is set when the transport
+  carries one (Kitex's TTHeader: its RPC timeout, key 12, in ms);
 * else the server's default, RPC_DEFAULT_TIMEOUT_MS (plus a long-poll
   Pull's wait).
 
-It counts from `received_at`, when the wire layer had read the call whole
-(else from when the handler asked). A budget of 0 or less has passed.
+It counts from the context's `received_at`, when the wire layer had read
+the call whole (else from when the handler asked). A budget of 0 or less has passed.
 
 A Deadline has two instants:
 
@@ -36,10 +36,9 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
-from contextvars import ContextVar
 from dataclasses import dataclass
+
+from rpc_server import call_context
 
 
 @dataclass(frozen=True)
@@ -66,28 +65,6 @@ NO_DEADLINE = Deadline(math.inf, math.inf)
 
 
 @dataclass(frozen=True)
-class IncomingCall:
-    """What the wire layer knows of the call being handled."""
-
-    received_at: float  # time.monotonic() when the call had been read whole
-    timeout_ms: int | None = None  # the transport's deadline (TTHeader), if it carries one
-
-
-_CURRENT: ContextVar[IncomingCall | None] = ContextVar("incoming_call", default=None)
-
-
-@contextmanager
-def incoming_call(received_at: float, timeout_ms: int | None = None) -> Iterator[None]:
-    """Run the handler of one call inside this (the wire layer, per call; a
-    greenlet's context is its own, so concurrent connections do not mix)."""
-    token = _CURRENT.set(IncomingCall(received_at, timeout_ms))
-    try:
-        yield
-    finally:
-        _CURRENT.reset(token)
-
-
-@dataclass(frozen=True)
 class DeadlinePolicy:
     """How a call's Deadline is set (RPC_DEFAULT_TIMEOUT_MS, REDIS_REPLY_RESERVE_MS)."""
 
@@ -99,9 +76,9 @@ class DeadlinePolicy:
         request's TimeoutMs (None: absent). `waits_s`: how long the call
         means to wait (a long-poll), added to the default deadline only (a
         caller's own deadline covers its wait)."""
-        call = _CURRENT.get()
-        start = call.received_at if call is not None else time.monotonic()
-        budgets = [ms for ms in (timeout_ms, call.timeout_ms if call is not None else None) if ms is not None]
+        call = call_context.current()
+        start = call.received_at if call.received_at is not None else time.monotonic()
+        budgets = [ms for ms in (timeout_ms, call.timeout_ms) if ms is not None]
         budget_s = min(budgets) / 1000 if budgets else self.default_timeout_ms / 1000 + waits_s
         reserve_s = min(self.reply_reserve_ms / 1000, max(budget_s, 0.0) / 2)
         return Deadline(answer_by=start + budget_s, send_by=start + budget_s - reserve_s)

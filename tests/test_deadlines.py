@@ -19,7 +19,8 @@ from typing import Any
 import pytest
 import requests
 
-from rpc_server.deadline import DeadlinePolicy, incoming_call
+from rpc_server.call_context import CallContext, calling
+from rpc_server.deadline import DeadlinePolicy
 from tests.servers import HttpServer, RedisServer, RpcServer, scrape_metrics, thrift_client, wait_until
 
 SLACK_S = 5.0  # a loaded 2-core machine: far above any scheduling delay, far below "hangs"
@@ -39,16 +40,16 @@ def test_a_budget_of_zero_or_less_has_passed() -> None:
 
 def test_the_reserve_is_at_most_half_the_budget_and_the_earliest_deadline_wins() -> None:
     policy = DeadlinePolicy(default_timeout_ms=1000, reply_reserve_ms=500)
-    with incoming_call(received_at=100.0):
+    with calling(CallContext(received_at=100.0)):
         short = policy.for_call(400)
         assert (short.answer_by, short.send_by) == (100.4, 100.2)  # 200 ms reserved, not 500
         default = policy.for_call(None)
         assert (default.answer_by, default.send_by) == (101.0, 100.5)
         waiting = policy.for_call(None, waits_s=25)  # a long-poll's wait is added to the default only
         assert (waiting.answer_by, waiting.send_by) == (126.0, 125.5)
-    with incoming_call(received_at=100.0, timeout_ms=300):  # the transport's (TTHeader) is earlier
+    with calling(CallContext(received_at=100.0, timeout_ms=300)):  # the transport's (TTHeader) is earlier
         assert policy.for_call(2000).answer_by == 100.3
-    with incoming_call(received_at=100.0, timeout_ms=3000):
+    with calling(CallContext(received_at=100.0, timeout_ms=3000)):
         assert policy.for_call(2000).answer_by == 102.0
 
 

@@ -8,9 +8,9 @@ of connections cost a greenlet, not a thread.
 
 Each message is read whole and checked (transport, message_check) before
 thriftpy2 decodes it from memory; the reply goes straight to the socket.
-The handler runs inside rpc_server.deadline.incoming_call: the call's
-deadline counts from when it was read whole, and a transport that carries
-a timeout of its own (TTHeader) passes it there.
+The handler runs inside a rpc_server.call_context: the call's deadline
+counts from when it was read whole, and a transport that carries a timeout
+of its own (TTHeader) passes it there.
 
 Shutdown (stop()): stop accepting, close the connections that are idle
 between calls, let the calls in flight finish and be answered (within the
@@ -31,8 +31,7 @@ from thriftpy2.protocol import TCyBinaryProtocol
 from thriftpy2.thrift import TProcessor
 from thriftpy2.transport import TCyMemoryBuffer, TTransportException
 
-from rpc_server.call_context import NONE, CallContext, calling
-from rpc_server.deadline import incoming_call
+from rpc_server.call_context import CallContext, calling
 from rpc_server.observability import CONNECTIONS, REFUSED
 from rpc_server.wire.message_check import Limits, Malformed
 from rpc_server.wire.transport import (
@@ -124,12 +123,9 @@ class ThriftServer:
             message = reader.next_message()
             if message is None:
                 return
-            received_at = time.monotonic()
+            received_at = time.monotonic()  # the call's deadline counts from here (rpc_server.deadline)
             sock.settimeout(self._message_timeout_s)  # a client that does not read cannot block the reply for ever
-            context = _context(reader)
-            # The call's deadline counts from here (rpc_server.deadline); a
-            # TTHeader's RPC timeout is one of its sources.
-            with calling(context), incoming_call(received_at, context.timeout_ms):
+            with calling(_context(reader, received_at)):
                 self._processor.process(TCyBinaryProtocol(TCyMemoryBuffer(message)), replies)
 
     def _refuse(self, peer: tuple[str, int], reason: str, why: str) -> None:
@@ -137,12 +133,12 @@ class ThriftServer:
         log.warning("closing connection from %s: %s", _fmt(peer), why)
 
 
-def _context(reader: MessageReader) -> CallContext:
-    """What the transport tells of the call just read (TTHeader's header)."""
+def _context(reader: MessageReader, received_at: float) -> CallContext:
+    """The call just read: when, and what its transport tells (TTHeader's header)."""
     header = reader.header if reader.framing is Framing.TTHEADER else None
     if header is None:
-        return NONE
-    return CallContext(header.request_id, header.from_service, header.rpc_timeout_ms)
+        return CallContext(received_at)
+    return CallContext(received_at, header.request_id, header.from_service, header.rpc_timeout_ms)
 
 
 def _end_reading(sock: socket.socket) -> None:

@@ -127,14 +127,6 @@ class Bench:
         rate = self.results[CAPACITY]["capacity_per_s"] * 2
         return overload.refusal_cost(self.http_url + "/api/send", rate, min(self.duration, 5), body, self.tiers)
 
-    def saturated_sends(self, body: str) -> dict[str, Any]:
-        if self.tiers is None:
-            return {"skipped": "a stack this benchmark did not start: its processes are unknown"}
-        tiers = self.tiers
-        result = overload.metered(tiers, lambda: self.wrk("/api/send", body))
-        result["ok"] = round(result["rps"] * self.duration) - result["non_2xx"]
-        return result
-
     def redis_benchmark(self, chat_key: str) -> dict[str, Any]:
         if not shutil.which("redis-benchmark"):
             return {"skipped": "redis-benchmark is not installed"}
@@ -256,13 +248,11 @@ def plan(bench: Bench) -> None:
     bench.stage(AT_CAPACITY, lambda: bench.overloaded(send_body, 1.0, bench.overload_s / 3))
     for factor in OVERLOAD_FACTORS:
         bench.stage(_overload_stage(factor), lambda f=factor: bench.overloaded(send_body, f, bench.overload_s))
-    bench.stage(SATURATED, lambda: bench.saturated_sends(send_body))
     bench.stage(REFUSALS, lambda: bench.refusals(send_body))
 
 
 CAPACITY = "overload: capacity search (open-loop sends, p99 <= 100 ms)"
 AT_CAPACITY = "overload: sends at capacity"
-SATURATED = "overload: sends, saturated (wrk -c64; CPU per send)"
 REFUSALS = "overload: every send refused at 2x capacity (RPC server stopped; CPU per refusal)"
 OVERLOAD_FACTORS = (1.5, 2.0)
 

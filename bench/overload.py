@@ -11,7 +11,7 @@
   the 2xx answered. (It was measured with wrk -c64, closed loop, after the
   2x run; but a closed-loop client that retries a refusal at once can keep
   the HTTP limit low, and then that run was nearly all refusals: 5.7 ms
-  "per admitted send".) The saturated wrk run is still reported.
+  "per admitted send".)
 - CPU per refusal: the same while every send is refused at admission, at
   twice the capacity: made certain by stopping the RPC server (SIGSTOP),
   so that the few sends admitted wait for it and every other one is

@@ -41,21 +41,18 @@ def main(argv: list[str] | None = None) -> int:
         retention_max_messages=cfg.retention_max_messages,
     )
     counts = {"chats": 0, "chats_trimmed": 0, "messages_trimmed": 0}
-    chats = store.chats()
-    while True:
-        trimmed = 0
-        try:
-            chat = next(chats, None)
-            if chat is None:
-                break
+    trimmed = 0  # in the chat being trimmed, not yet counted
+    try:
+        for chat in store.chats():  # (the SCAN too may fail: StorageUnavailable)
             while batch := store.apply_retention(chat):  # a batch at a time (retention.lua)
                 trimmed += batch
-        except StorageUnavailable as e:  # full (it trims nothing then), down or too slow: stop
-            print(json.dumps({**counts, "messages_trimmed": counts["messages_trimmed"] + trimmed, "error": e.msg}))
-            return 1
-        counts["chats"] += 1
-        counts["chats_trimmed"] += trimmed > 0
-        counts["messages_trimmed"] += trimmed
+            counts["chats"] += 1
+            counts["chats_trimmed"] += trimmed > 0
+            counts["messages_trimmed"] += trimmed
+            trimmed = 0
+    except StorageUnavailable as e:  # full (it trims nothing then), down or too slow: stop
+        print(json.dumps({**counts, "messages_trimmed": counts["messages_trimmed"] + trimmed, "error": e.msg}))
+        return 1
     print(json.dumps(counts))
     return 0
 

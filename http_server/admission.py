@@ -55,9 +55,9 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 import time
-import uuid
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -158,7 +158,7 @@ def early_refusal(method: str, target: str, headers: Any) -> bytes | None:
     given = headers.get("X-Request-ID")
     _REFUSED_BY_ROUTE[path].inc()
     _ACTIVE[0]._log_refusals()
-    request_id: str = given if isinstance(given, str) and _REQUEST_ID.fullmatch(given) else uuid.uuid4().hex
+    request_id: str = given if isinstance(given, str) and _REQUEST_ID.fullmatch(given) else os.urandom(16).hex()
     head, body = refusal
     return head + b"X-Request-ID: " + request_id.encode() + b"\r\n\r\n" + body
 
@@ -183,7 +183,7 @@ class Admission:
     def _refuse(self, path: str, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         status, headers, body = _REFUSALS.get(path, _DEFAULT_REFUSAL)
         given = environ.get("HTTP_X_REQUEST_ID")
-        request_id = given if given and _REQUEST_ID.fullmatch(given) else uuid.uuid4().hex
+        request_id = given if given and _REQUEST_ID.fullmatch(given) else os.urandom(16).hex()
         _REFUSED_BY_ROUTE[path].inc()
         self._log_refusals()
         pace()

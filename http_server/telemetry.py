@@ -8,7 +8,6 @@ from __future__ import annotations
 import os
 import re
 import time
-import uuid
 from typing import Any
 
 import falcon
@@ -43,12 +42,33 @@ _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH"
 OTHER = "other"
 
 
+# Each metric's child per label values, looked up once: `labels()` checks and
+# converts its arguments and takes a lock on every call. The label values
+# are a bounded set (above), so these stay small.
+_COUNTERS: dict[tuple[str, str, int], Any] = {}
+_HISTOGRAMS: dict[tuple[str, str], Any] = {}
+
+
+def _counter(route: str, method: str, status: int) -> Any:
+    child = _COUNTERS.get((route, method, status))
+    if child is None:
+        child = _COUNTERS[route, method, status] = REQUESTS.labels(route, method, str(status))
+    return child
+
+
+def _histogram(route: str, method: str) -> Any:
+    child = _HISTOGRAMS.get((route, method))
+    if child is None:
+        child = _HISTOGRAMS[route, method] = LATENCY.labels(route, method)
+    return child
+
+
 class RequestTelemetry:
     """Falcon middleware: request id in, then metrics and a log line out."""
 
     def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
         given = req.get_header("X-Request-ID")
-        req.context.request_id = given if given and _REQUEST_ID.fullmatch(given) else uuid.uuid4().hex
+        req.context.request_id = given if given and _REQUEST_ID.fullmatch(given) else os.urandom(16).hex()
         req.context.started = time.monotonic()
         req.context.chat = None  # resources fill it in for the log line
 
@@ -58,8 +78,8 @@ class RequestTelemetry:
         method = req.method if req.method in _METHODS else OTHER
         status = resp.status_code
         resp.set_header("X-Request-ID", req.context.request_id)
-        REQUESTS.labels(route, method, str(status)).inc()
-        LATENCY.labels(route, method).observe(elapsed)
+        _counter(route, method, status).inc()
+        _histogram(route, method).observe(elapsed)
         if access_log.enabled:
             chat = req.context.chat
             access_log.write(

@@ -4,6 +4,8 @@ stopped by PID. Waiting is always on a condition with a deadline."""
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import signal
 import socket
@@ -86,6 +88,17 @@ class Process:
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def log_lines(self) -> list[dict[str, Any]]:
+        """The JSON lines of the log, parsed (not matched as text: how the
+        servers space their JSON is theirs to choose)."""
+        lines = []
+        for text in self.log().splitlines():
+            with contextlib.suppress(ValueError):
+                line = json.loads(text)
+                if isinstance(line, dict):
+                    lines.append(line)
+        return lines
 
     def wait_ready(self, ready: Callable[[], object], timeout: float = 60.0) -> None:
         try:

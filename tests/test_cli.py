@@ -272,7 +272,8 @@ def test_tail_waits_out_a_refused_subscription_then_follows(stack: Stack, api: A
         tail = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
         def refused_twice() -> bool:
-            return http.log().count('"route": "/api/subscribe"') >= 3 or tail.poll() is not None
+            routes = [line.get("route") for line in http.log_lines()]
+            return routes.count("/api/subscribe") >= 3 or tail.poll() is not None
 
         wait_until(refused_twice, 30, "imctl to be refused twice (the held stream, then 2 refusals)")
         assert tail.poll() is None, tail.communicate(timeout=5)  # it did not give up

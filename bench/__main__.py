@@ -25,15 +25,16 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
-from contextlib import ExitStack
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import redis
 
-from bench import memory, overload
+from bench import memory, overload, profile
+from bench.procstat import descendants
 from rpc_server.chat_id import parse_chat
 from rpc_server.storage.keys import stream_key
 from rpc_server.storage.store import MessageStore
@@ -86,12 +87,29 @@ class Bench:
                 script.write('wrk.headers["Content-Type"] = "application/json"\n')
         argv += ["-s", script.name, self.http_url + path]
         try:
-            output = subprocess.run(argv, capture_output=True, text=True, check=True).stdout
+            with self._cpu() as cpu:
+                output = subprocess.run(argv, capture_output=True, text=True, check=True).stdout
         finally:
             os.unlink(script.name)
-        return _parse_wrk(output)
+        result = _parse_wrk(output)
+        return {**result, **_per_request_us(cpu, result["requests"])}
+
+    @contextmanager
+    def _cpu(self) -> Iterator[dict[str, float]]:
+        """Each tier's CPU seconds over the block (nothing when this
+        benchmark did not start the stack)."""
+        if self.tiers is None:
+            yield {}
+            return
+        with overload.cpu_meter(self.tiers) as cpu:
+            yield cpu
 
     def thrift(self, call: str, chat: str = "bench-thrift-a:bench-thrift-b") -> dict[str, Any]:
+        with self._cpu() as cpu:
+            result = self._thrift(call, chat)
+        return {**result, **_per_request_us(cpu, round(result["calls_per_s"] * self.duration))}
+
+    def _thrift(self, call: str, chat: str) -> dict[str, Any]:
         return self._json_process(
             "bench.thrift_load",
             "--addr",
@@ -108,8 +126,21 @@ class Bench:
         return self._json_process("bench.kitex_load", "--addr", self.rpc_addr, "--duration", str(self.duration))
 
     def open_loop(self, path: str, rate: int, body: str | None = None) -> dict[str, Any]:
-        argv = ["--url", self.http_url + path, "--rate", str(rate), "--duration", str(min(self.duration, 5))]
-        return self._json_process("bench.openloop", *argv, *(["--body", body] if body else []))
+        """Open loop from bench/loadgen (Go): at 1,000/s the Python generator
+        (bench.openloop) took a fifth of a core of the two, and its own
+        scheduling showed in the latencies (p99 at 1,000 sends/s, same
+        stack, same minute: 10-12 ms from it, 8-9 ms from this one)."""
+        run = overload.loadgen(self.http_url + path, rate, min(self.duration, 5), body)
+        failures = {**run["statuses"], **run["errors"], **({"timeouts": run["timeouts"]} if run["timeouts"] else {})}
+        return {
+            "offered_rate": run["offered_rate"],
+            "achieved_rate": round(run["requests"] / run["elapsed_s"], 1),
+            "p50_ms": run["ok_p50_ms"],  # of the 2xx answers
+            "p99_ms": run["p99_ms"],  # of every answer
+            "max_ms": max(v for v in (run["ok_max_ms"], run["refused_max_ms"]) if v is not None),
+            "errors": failures,
+            "behind_schedule": run["behind_schedule"],
+        }
 
     def capacity(self, body: str) -> dict[str, Any]:
         search_s = min(self.duration, 5)
@@ -126,6 +157,14 @@ class Bench:
             return {"skipped": "a stack this benchmark did not start: its RPC server cannot be stopped"}
         rate = self.results[CAPACITY]["capacity_per_s"] * 2
         return overload.refusal_cost(self.http_url + "/api/send", rate, min(self.duration, 5), body, self.tiers)
+
+    def profile(self, path: str, body: str) -> dict[str, Any]:
+        """py-spy on each Python tier while wrk loads `path` (bench.profile)."""
+        if self.tiers is None:
+            return {"skipped": "a stack this benchmark did not start: its processes are not known"}
+        workers = [pid for pid in descendants(self.tiers.http) if pid != self.tiers.http]
+        tiers = {"http": workers, "rpc": descendants(self.tiers.rpc)}
+        return profile.record(tiers, max(self.duration - 2, 1), lambda: self.wrk(path, body))
 
     def redis_benchmark(self, chat_key: str) -> dict[str, Any]:
         if not shutil.which("redis-benchmark"):
@@ -198,12 +237,22 @@ def _parse_wrk(output: str) -> dict[str, Any]:
     result["ok_rps"] = round(result["rps"] * (total - result["non_2xx"]) / total, 2) if total else result["rps"]
     socket_errors = re.search(r"Socket errors: (.*)", output)
     result["socket_errors"] = socket_errors.group(1) if socket_errors else None
+    result["requests"] = total
     return result
+
+
+def _per_request_us(cpu: dict[str, float], requests: int) -> dict[str, Any]:
+    """CPU µs per request of each tier, from `cpu_meter`'s seconds."""
+    if not cpu or not requests:
+        return {}
+    return {"cpu_us": {tier: round(cpu[f"cpu_{tier}_s"] / requests * 1e6) for tier in ("http", "rpc", "redis")}}
 
 
 def _summary(result: Any) -> str:
     if not isinstance(result, dict):
         return str(result)
+    if "load" in result:
+        return ", ".join(f"{tier} {result[tier]['samples']} samples" for tier in ("http", "rpc"))
     if "capacity_per_s" in result:
         return f"capacity {result['capacity_per_s']:,}/s ({len(result['points'])} runs)"
     if "goodput_per_s" in result:
@@ -235,6 +284,7 @@ def plan(bench: Bench) -> None:
         for reverse in (False, True):
             path = f"/api/pull?chat={_pull_chat(size)}&limit=10&reverse={str(reverse).lower()}"
             bench.stage(f"HTTP pull {size:,} {'newest' if reverse else 'oldest'} first", lambda p=path: bench.wrk(p))
+    bench.stage(PROFILE, lambda: bench.profile("/api/send", send_body))
     bench.stage("Thrift Send", lambda: bench.thrift("Send"))
     bench.stage("Thrift Pull", lambda: bench.thrift("Pull", _pull_chat(10_000)))
     bench.stage("Kitex Send (Go client, TTHeader)", bench.kitex)
@@ -251,6 +301,7 @@ def plan(bench: Bench) -> None:
     bench.stage(REFUSALS, lambda: bench.refusals(send_body))
 
 
+PROFILE = "profile: HTTP send (py-spy, 50 Hz)"
 CAPACITY = "overload: capacity search (open-loop sends, p99 <= 100 ms)"
 AT_CAPACITY = "overload: sends at capacity"
 REFUSALS = "overload: every send refused at 2x capacity (RPC server stopped; CPU per refusal)"
@@ -298,9 +349,9 @@ def ratios_and_targets(r: dict[str, Any]) -> tuple[dict[str, float], list[dict[s
     targets = [
         {"target": "send >= 0.5 x /ping", "value": ratios["send / ping"], "met": ratios["send / ping"] >= 0.5},
         {
-            "target": "pull >= 0.4 x /ping",
+            "target": "pull (limit 10) >= 0.5 x /ping",
             "value": ratios["pull (slowest of the six) / ping"],
-            "met": ratios["pull (slowest of the six) / ping"] >= 0.4,
+            "met": ratios["pull (slowest of the six) / ping"] >= 0.5,
         },
         {
             "target": "pull p50 on 10^6 <= 1.2 x on 10^2",
@@ -318,9 +369,9 @@ def ratios_and_targets(r: dict[str, Any]) -> tuple[dict[str, float], list[dict[s
             "met": all(x["p99_ms"] <= 10 and not x["errors"] for x in at_1000),
         },
         {
-            "target": "Thrift Send >= 0.6 x RPC echo",
+            "target": "Thrift Send >= 0.7 x RPC echo",
             "value": ratios["Thrift Send / RPC echo"],
-            "met": ratios["Thrift Send / RPC echo"] >= 0.6,
+            "met": ratios["Thrift Send / RPC echo"] >= 0.7,
         },
         {
             "target": "memory <= 0.5 x seed design, both chat sizes",
@@ -449,6 +500,8 @@ def report(
     lines += ["", "| memory, bytes per 71-byte message | seed design | ours | ours ÷ seed |", "|---|---|---|---|"]
     for shape, m in results["Redis memory per message"].items():
         lines.append(f"| {shape} | {m['seed']:.0f} | {m['ours']:.0f} | {m['ratio']:.2f} |")
+    lines += cpu_report(results)
+    lines += profile_report(results.get(PROFILE, {}))
     lines += overload_report(results)
     lines += ["", "| target | value | met |", "|---|---|---|"]
     lines += [f"| {t['target']} | {t['value']:.2f} | {'yes' if t['met'] else 'NO'} |" for t in targets]
@@ -458,6 +511,30 @@ def report(
         f"{results['HTTP send']['rps']:,.0f}/s.",
     ]
     return "\n".join(lines) + "\n"
+
+
+def cpu_report(results: dict[str, Any]) -> list[str]:
+    """CPU µs per request of each tier, in each closed-loop run (from /proc)."""
+    rows = [(name, r["cpu_us"]) for name, r in results.items() if isinstance(r, dict) and "cpu_us" in r]
+    if not rows:
+        return []
+    lines = ["", "CPU per request (µs, each tier's processes, from /proc, over the whole run):", ""]
+    lines += ["| scenario | HTTP workers | RPC server | Redis | stack |", "|---|---|---|---|---|"]
+    for name, us in rows:
+        lines.append(f"| {name} | {us['http']} | {us['rpc']} | {us['redis']} | {sum(us.values())} |")
+    return lines
+
+
+def profile_report(result: dict[str, Any]) -> list[str]:
+    """The top functions of each Python tier during HTTP sends (bench.profile)."""
+    if "http" not in result:
+        return ["", f"Profile: {result.get('skipped', 'not run')}."] if result else []
+    lines = ["", f"Where the CPU of an HTTP send goes ({PROFILE.split(': ', 1)[1]}; share of each tier's samples):"]
+    for tier, label in (("http", "HTTP workers"), ("rpc", "RPC server")):
+        lines += ["", f"| {label}: self | % | inclusive | % |", "|---|---|---|---|"]
+        tops = zip(result[tier]["self"], result[tier]["inclusive"], strict=False)
+        lines += [f"| `{own[0]}` | {own[1]} | `{inc[0]}` | {inc[1]} |" for own, inc in tops]
+    return lines
 
 
 def overload_report(results: dict[str, Any]) -> list[str]:

@@ -1,8 +1,12 @@
 """The benchmark's own arithmetic (pure logic, no server): wrk's output
-parsed right, percentiles taken right."""
+parsed right, the capacity search, the CPU model, py-spy's samples summed
+right, percentiles taken right."""
+
+from pathlib import Path
 
 from bench.__main__ import _parse_wrk
 from bench.overload import find_capacity, model_goodput, passes, send_cost_us
+from bench.profile import summarize
 from bench.stats import percentile
 
 WRK_OUTPUT = """Running 6s test @ http://127.0.0.1:8080/api/send
@@ -29,14 +33,6 @@ def test_wrk_output_is_parsed_with_units() -> None:
     assert result["non_2xx"] == 12
     assert result["ok_rps"] == round(4994.12 * (29964 - 12) / 29964, 2)  # refusals are no throughput
     assert result["socket_errors"] is None
-
-
-def test_percentiles_use_the_nearest_rank() -> None:
-    values = [float(v) for v in range(1, 101)]
-    assert percentile(values, 50) == 50
-    assert percentile(values, 99) == 99
-    assert percentile(values, 100) == 100
-    assert percentile([7.0], 99) == 7.0
 
 
 def _run(requests: int, ok: int, p99_ms: float | None, refused: int = 0) -> dict[str, object]:
@@ -78,3 +74,23 @@ def test_a_sends_cost_leaves_out_what_its_runs_refusals_cost() -> None:
     run = {"cpu_stack_s": 2.0, "ok": 1000, "refused": 2000}
     assert send_cost_us(run, refusal_us=250.0) == 1500.0
     assert send_cost_us({"cpu_stack_s": 2.0, "ok": 0, "refused": 10}, 250.0) is None  # no send: no cost
+
+
+def test_percentiles_use_the_nearest_rank() -> None:
+    values = [float(v) for v in range(1, 101)]
+    assert percentile(values, 50) == 50
+    assert percentile(values, 99) == 99
+    assert percentile(values, 100) == 100
+    assert percentile([7.0], 99) == 7.0
+
+
+def test_profile_sums_self_and_inclusive_shares_over_processes(tmp_path: Path) -> None:
+    one, two = tmp_path / "one.txt", tmp_path / "two.txt"
+    one.write_text("serve (s.py:1);call (c.py:5);send (k.py:9) 6\nserve (s.py:1);log (l.py:3) 2\n")
+    two.write_text("serve (s.py:2);call (c.py:7) 2\nnot a sample line\n")
+    profile = summarize([one, two])
+    assert profile["samples"] == 10, profile
+    # line numbers are dropped, so one function is one entry whatever line it was on
+    assert profile["self"] == [["send (k.py)", 60.0], ["log (l.py)", 20.0], ["call (c.py)", 20.0]], profile
+    assert profile["inclusive"][:2] == [["serve (s.py)", 100.0], ["call (c.py)", 80.0]], profile
+    assert summarize([]) == {"samples": 0, "self": [], "inclusive": []}

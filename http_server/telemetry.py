@@ -22,6 +22,7 @@ from prometheus_client import (
 )
 
 from plumbing.logs import LineLog
+from plumbing.metric_children import Children
 
 REQUESTS = Counter(
     "http_requests_total", "HTTP requests answered, by route, method and status", ["route", "method", "status"]
@@ -33,6 +34,8 @@ LATENCY = Histogram(
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
 )
 access_log = LineLog("http_server.access")  # the one line per request
+_REQUESTS = Children(REQUESTS)  # (label values are bounded: see below)
+_LATENCY = Children(LATENCY)
 _REQUEST_ID = re.compile(r"[!-~]{1,128}")
 # Label values must be a bounded set: gevent passes any method token through,
 # and every new label value is a series kept for ever (in multiprocess mode,
@@ -40,27 +43,6 @@ _REQUEST_ID = re.compile(r"[!-~]{1,128}")
 # under "other".
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH", "TRACE", "CONNECT"})
 OTHER = "other"
-
-
-# Each metric's child per label values, looked up once: `labels()` checks and
-# converts its arguments and takes a lock on every call. The label values
-# are a bounded set (above), so these stay small.
-_COUNTERS: dict[tuple[str, str, int], Any] = {}
-_HISTOGRAMS: dict[tuple[str, str], Any] = {}
-
-
-def _counter(route: str, method: str, status: int) -> Any:
-    child = _COUNTERS.get((route, method, status))
-    if child is None:
-        child = _COUNTERS[route, method, status] = REQUESTS.labels(route, method, str(status))
-    return child
-
-
-def _histogram(route: str, method: str) -> Any:
-    child = _HISTOGRAMS.get((route, method))
-    if child is None:
-        child = _HISTOGRAMS[route, method] = LATENCY.labels(route, method)
-    return child
 
 
 class RequestTelemetry:
@@ -78,8 +60,8 @@ class RequestTelemetry:
         method = req.method if req.method in _METHODS else OTHER
         status = resp.status_code
         resp.set_header("X-Request-ID", req.context.request_id)
-        _counter(route, method, status).inc()
-        _histogram(route, method).observe(elapsed)
+        _REQUESTS(route, method, status).inc()
+        _LATENCY(route, method).observe(elapsed)
         if access_log.enabled:
             chat = req.context.chat
             access_log.write(

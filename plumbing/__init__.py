@@ -1,5 +1,6 @@
 """Plumbing both servers need, written once: settings from environment
-variables and flags (settings), JSON log lines (logs), how many CPUs a
+variables and flags (settings), JSON log lines (logs), metric children looked up once
+(metric_children), how many CPUs a
 process may use (cpus), and the etcd key layout of Kitex's registry
 (kitex_etcd).
 

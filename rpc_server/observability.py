@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import os
 import time
-from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, multiprocess, start_http_server
 
 from plumbing.logs import LineLog
+from plumbing.metric_children import Children
 
 CALLS = Counter("rpc_calls_total", "Thrift calls answered, by method and Code", ["method", "code"])
 LATENCY = Histogram(
@@ -37,10 +37,8 @@ STORAGE_FULL = Counter("storage_full_total", "Sends refused because Redis is out
 
 
 call_log = LineLog("rpc_server.calls", pid=True)  # the one line per call
-# Each metric's child per label values, looked up once (`labels()` checks its
-# arguments and takes a lock on every call); methods and codes are few.
-_CALLS: dict[tuple[str, int], Any] = {}
-_LATENCY: dict[str, Any] = {}
+_CALLS = Children(CALLS)  # methods and codes are few
+_LATENCY = Children(LATENCY)
 
 
 def record_call(
@@ -55,14 +53,8 @@ def record_call(
     """`from_service`, `timeout_ms`: the caller's, when its transport says
     (Kitex's TTHeader); logged only then."""
     elapsed = time.monotonic() - started
-    calls = _CALLS.get((method, code))
-    if calls is None:
-        calls = _CALLS[method, code] = CALLS.labels(method, str(code))
-    calls.inc()
-    latency = _LATENCY.get(method)
-    if latency is None:
-        latency = _LATENCY[method] = LATENCY.labels(method)
-    latency.observe(elapsed)
+    _CALLS(method, code).inc()
+    _LATENCY(method).observe(elapsed)
     if call_log.enabled:
         caller = {} if from_service is None else {"from_service": from_service[:200]}
         timeout = {} if timeout_ms is None else {"timeout_ms": timeout_ms}

@@ -91,4 +91,4 @@ def get_app() -> WsgiApp:
         streams=Subscribe(service, cfg.sse_max_streams, cfg.sse_heartbeat_s),
         allowed_origins=cfg.sse_allowed_origins,
     )
-    return app if limit is None else Admission(app, limit)
+    return app if limit is None else Admission(app, limit, cfg.admission_queue_ms / 1000)

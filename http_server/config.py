@@ -67,7 +67,8 @@ class Config:
     jwt_audience: str = ""
     jwt_user_claim: str = "sub"
     jwt_leeway_s: int = 30
-    admission_target_ms: int = 50  # not 35: see the README's Overload (closed-loop refusal storms)
+    admission_target_ms: int = 35
+    admission_queue_ms: int = 10
 
 
 # field -> (environment variable, help)
@@ -116,6 +117,10 @@ _SOURCES = {
         "HTTP_ADMISSION_TARGET_MS",
         "admission control: the latency target of the adaptive concurrency limit per worker (0: no limit)",
     ),
+    "admission_queue_ms": (
+        "HTTP_ADMISSION_QUEUE_MS",
+        "admission control: how long a request that finds the limit full waits for a slot before it is refused",
+    ),
 }
 
 AUTH_MODES = ("none", "header", "jwt")
@@ -148,6 +153,7 @@ CHECKS: dict[str, Check] = {
     "header_timeout_s": Range(1, 3600),
     "body_min_rate": Range(1, 1_073_741_824),  # bytes/s; 0 would divide by zero on every body
     "admission_target_ms": Range(0, 60_000),
+    "admission_queue_ms": Range(0, 60_000),
 }
 
 JWT_MIN_SECRET_BYTES = 32  # RFC 7518 3.2: an HS256 key at least as long as the hash

@@ -116,10 +116,15 @@ class _Handler(PyWSGIHandler):  # type: ignore[misc]
                 self._head_timer.close()  # the head is in: the body has a deadline of its own
 
     def get_environ(self) -> dict[str, Any]:
-        self._refusal = self._early_refusal()
+        decision = self._early_refusal()
+        self._refusal = decision or None
         if self._refusal is not None:
             return {}  # not used: handle_one_response writes the refusal
         environ: dict[str, Any] = super().get_environ()
+        if decision is not None:  # admitted by the gate (admission.ADMITTED): not gated again
+            from http_server import admission  # (imported once _early_refusal ran: a dict lookup here)
+
+            environ[admission.ADMITTED_KEY] = True
         chunked = environ.get("HTTP_TRANSFER_ENCODING", "").lower() == "chunked"
         if self.content_length or chunked:
             allowance = body_allowance_s(
@@ -133,7 +138,8 @@ class _Handler(PyWSGIHandler):  # type: ignore[misc]
 
     def _early_refusal(self) -> bytes | None:
         """The prepared refusal of this request, if admission control refuses
-        it and nothing about it needs the WSGI path."""
+        it (after a wait for a slot, perhaps) and nothing about it needs the
+        WSGI path; b"" when the gate admitted it; None when it was not asked."""
         from http_server import admission  # here, in the worker: it imports prometheus_client (see gunicorn_conf)
 
         if STOPPING.is_set() or self.close_connection or (self.content_length or 0) > admission.EARLY_MAX_BODY:

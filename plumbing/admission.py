@@ -80,10 +80,16 @@ class AdaptiveLimit:
         self._finished = self._slow = self._refused = self._peak = 0
         self.storming = False  # the last windows were a refusal storm (see the module's docstring)
         self._stormy_windows = 0
+        # Called after each release: a waiting room (http_server.admission) wakes a waiter.
+        self.on_release: Callable[[], None] | None = None
 
     @property
     def limit(self) -> int:
         return int(self._limit)
+
+    def at_limit(self) -> bool:
+        """Whether every slot is taken, asked without refusing anything."""
+        return self.in_flight >= int(self._limit)
 
     def full(self) -> bool:
         """Whether the limit is reached: a request arriving now is refused
@@ -113,6 +119,8 @@ class AdaptiveLimit:
             if dropped or (elapsed_s is not None and elapsed_s > self.target_s):
                 self._slow += 1
         self._maybe_adapt()
+        if self.on_release is not None:
+            self.on_release()
 
     def _maybe_adapt(self) -> None:
         now = self._clock()

@@ -118,6 +118,52 @@ def test_the_http_limit_engages_under_a_burst_and_releases_after_it(tmp_path: Pa
         rpc.stop()
 
 
+def test_requests_past_the_http_limit_wait_for_a_slot_and_are_served_when_one_frees(
+    tmp_path: Path, redis_server: RedisServer
+) -> None:
+    """The waiting room: a burst past the limit that a slot frees in time for
+    (as a closed-loop client population larger than the limit) is queued,
+    first come first served, not refused. With HTTP_ADMISSION_QUEUE_MS=0 the
+    same burst is refused (the test above), so this fails without the wait."""
+    rpc = RpcServer(tmp_path, redis_server.url)
+    http = HttpServer(
+        tmp_path, rpc.port, workers=1, RPC_POOL_SIZE="4", RPC_TIMEOUT_MS="120000", HTTP_ADMISSION_QUEUE_MS="60000"
+    )
+    rpc.start()
+    http.start()
+    chat, sender = _chat()
+
+    def send(text: str) -> requests.Response:
+        body = {"chat": chat, "text": text, "sender": sender}
+        return requests.post(http.url + "/api/send", json=body, timeout=120)
+
+    try:
+        assert send("before").status_code == 200
+        texts = [f"queued {i}" for i in range(BURST)]
+        os.kill(rpc.pid, signal.SIGSTOP)  # 4 sends hold the 4 slots; the other 8 must wait
+        try:
+            with ThreadPoolExecutor(BURST) as threads:
+                futures = [threads.submit(send, text) for text in texts]
+                wait_until(
+                    lambda: scrape_metrics(http.url + "/metrics").get("http_admission_waiting") == BURST - 4,
+                    60,
+                    "8 sends waiting for a slot",
+                )
+                assert not any(f.done() for f in futures), [f.result().text for f in futures if f.done()]
+                os.kill(rpc.pid, signal.SIGCONT)  # the slots free one by one: each wakes a waiter
+        finally:
+            os.kill(rpc.pid, signal.SIGCONT)
+        answers = [f.result() for f in futures]
+        assert [r.status_code for r in answers] == [200] * BURST, [(r.status_code, r.text) for r in answers]
+        assert _stored_texts(redis_server, chat) == {"before", *texts}
+        metrics = scrape_metrics(http.url + "/metrics")
+        assert metrics.get('http_admission_refused_total{route="/api/send"}', 0) == 0, metrics
+        assert metrics["http_admission_waiting"] == 0, metrics
+    finally:
+        http.stop()
+        rpc.stop()
+
+
 def test_the_rpc_limit_engages_under_a_burst_and_releases_after_it(
     tmp_path: Path, redis_server: RedisServer, rpc: Any
 ) -> None:

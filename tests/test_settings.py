@@ -78,6 +78,7 @@ BAD = {
         ("HTTP_HEADER_TIMEOUT_S", "0", "1..3600"),
         ("HTTP_BODY_MIN_RATE", "0", "1..1073741824"),
         ("HTTP_ADMISSION_TARGET_MS", "60001", "0..60000"),
+        ("HTTP_ADMISSION_QUEUE_MS", "-1", "0..60000"),
     ],
 }
 

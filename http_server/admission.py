@@ -20,8 +20,8 @@ refusal cheap (it still costs the request's parsing by gevent's pywsgi,
 its wait, no CPU, and one write), and cheap refusals are what keep
 goodput up past capacity: each refused request costs a fraction of a
 served one, so the CPU left serves the rest. (One admitted while there was
-room may find the limit full when it calls: then it gets the same 503,
-after its parsing.)
+room may find the limit full when it calls: then it waits there as well,
+and if no slot comes, gets the same 503, after its parsing.)
 
 Why wait at all: a closed-loop client population larger than the limit (a
 pool of 64 connections that sends the next request as soon as one is
@@ -213,6 +213,16 @@ class WaitingRoom:
             return False
         return self.limit.full()
 
+    def acquire(self) -> bool:
+        """Take a slot for a call, after a wait here if the limit is full;
+        False: refused. A request the gate admitted may find the slots
+        taken when it calls, by others admitted in the same instant: it
+        waits for one as it would have at the gate. (Not behind those
+        waiting: it was let in already.)"""
+        if self.limit.at_limit() and self.wait_s > 0:
+            self._wait()
+        return self.limit.try_acquire()
+
     def _wait(self) -> bool:
         """Wait for a slot; True when one is free."""
         deadline = time.monotonic() + self.wait_s
@@ -241,10 +251,10 @@ class Admission:
     """The WSGI app: `app`, whose gated routes are refused while the limit
     is full (after a wait in the waiting room)."""
 
-    def __init__(self, app: WsgiApp, limit: AdaptiveLimit, wait_s: float = 0.0) -> None:
+    def __init__(self, app: WsgiApp, room: WaitingRoom) -> None:
         self._app = app
-        self.limit = limit
-        self.room = WaitingRoom(limit, wait_s)
+        self.room = room
+        self.limit = limit = room.limit
         self._logged_at = time.monotonic()
         self._refused_logged = 0
         LIMIT.set(limit.limit)
@@ -287,6 +297,18 @@ class Admission:
         LIMIT.set(self.limit.limit)
 
 
-def overloaded(send: bool) -> ApiError:
-    """The refusal of a call that found the limit full after all (it had room when the request came in)."""
-    return ApiError(503, f"{_OVERLOADED}; not stored" if send else _OVERLOADED)
+class Overloaded(ApiError):
+    """The refusal of a call that found the limit full after all (it had
+    room when the request came in, and no slot came while it waited)."""
+
+
+def overloaded(send: bool) -> Overloaded:
+    return Overloaded(503, f"{_OVERLOADED}; not stored" if send else _OVERLOADED)
+
+
+def count_refused(path: str) -> None:
+    """Count a refusal of a request to `path` that the gate admitted but its
+    call was refused (Overloaded): in the same counter as the gate's."""
+    refused = _REFUSED_BY_ROUTE.get(path)
+    if refused is not None:
+        refused.inc()

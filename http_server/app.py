@@ -12,7 +12,7 @@ import falcon
 
 import idl
 from http_server import config, endpoints
-from http_server.admission import Admission, WsgiApp
+from http_server.admission import Admission, Overloaded, WaitingRoom, WsgiApp, count_refused
 from http_server.auth import Authentication
 from http_server.errors import ApiError, handle_unexpected, serialize_error
 from http_server.message_service import MessageService
@@ -44,6 +44,7 @@ def create_app(
     app.set_error_serializer(serialize_error)
     app.add_error_handler(Exception, handle_unexpected)
     app.add_error_handler(BodyTimeout, _body_timeout)
+    app.add_error_handler(Overloaded, _overloaded)
     app.add_route("/ping", Ping())
     app.add_route("/healthz", Health(service))
     app.add_route("/metrics", Metrics())
@@ -61,6 +62,13 @@ def _body_timeout(req: falcon.Request, resp: falcon.Response, ex: BodyTimeout, p
     """A body too slow to arrive (http_server.slow_clients): 408, and the
     worker closes the connection after it."""
     raise ApiError(408, str(ex))
+
+
+def _overloaded(req: falcon.Request, resp: falcon.Response, ex: Overloaded, params: Any) -> None:
+    """A call refused by admission control after its request was admitted:
+    counted with the refusals at the gate, answered as any 503."""
+    count_refused(req.path)
+    raise ex
 
 
 def get_app() -> WsgiApp:
@@ -82,7 +90,8 @@ def get_app() -> WsgiApp:
     waits = RpcClientPool(rpc.IMService, rpc_servers, cfg.rpc_wait_pool_size, connect_s, cfg.pull_max_wait_s + call_s)
     # Admission control: at most a call per pooled RPC connection (one more would only wait for a connection).
     limit = AdaptiveLimit(cfg.rpc_pool_size, cfg.admission_target_ms / 1000) if cfg.admission_target_ms else None
-    service = MessageService(rpc, pool, waits, call_s, erase_timeout_s=cfg.admin_erase_timeout_s, limit=limit)
+    room = None if limit is None else WaitingRoom(limit, cfg.admission_queue_ms / 1000)
+    service = MessageService(rpc, pool, waits, call_s, erase_timeout_s=cfg.admin_erase_timeout_s, room=room)
     app = create_app(
         service,
         cfg.max_body_bytes,
@@ -91,4 +100,4 @@ def get_app() -> WsgiApp:
         streams=Subscribe(service, cfg.sse_max_streams, cfg.sse_heartbeat_s),
         allowed_origins=cfg.sse_allowed_origins,
     )
-    return app if limit is None else Admission(app, limit, cfg.admission_queue_ms / 1000)
+    return app if room is None else Admission(app, room)

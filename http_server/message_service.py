@@ -14,11 +14,10 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from http_server.admission import overloaded
+from http_server.admission import WaitingRoom, overloaded
 from http_server.errors import ApiError, from_rpc_code
 from http_server.rpc_pool import RpcClientPool, RpcUnavailable
 from idl import codes
-from plumbing.admission import AdaptiveLimit
 
 _LIMITED = frozenset({"Send", "Pull", "ListChats"})
 
@@ -33,7 +32,7 @@ class MessageService:
         waits: RpcClientPool | None = None,
         timeout_s: float = 1.0,
         erase_timeout_s: float = 20.0,
-        limit: AdaptiveLimit | None = None,
+        room: WaitingRoom | None = None,
     ):
         self._rpc = rpc  # the module thriftpy2 loaded from idl_rpc.thrift
         self._pool = pool
@@ -42,8 +41,9 @@ class MessageService:
         self._waits = waits or pool
         self._timeout_s = timeout_s
         self._erase_timeout_s = erase_timeout_s
-        # Admission control (http_server.admission): the ordinary calls in flight from this worker.
-        self._limit = limit
+        # Admission control (http_server.admission): the ordinary calls in flight from this
+        # worker hold slots of its limit, taken through its waiting room.
+        self._room = room
 
     def send(
         self, chat: str, text: str, sender: str, idempotency_key: str | None, caller: str | None, request_id: str
@@ -112,9 +112,9 @@ class MessageService:
         unknown" (the RPC server's own 503s say it themselves)."""
         # A call of the ordinary pool holds a slot of the admission limit while it is in flight (not a
         # waiting pull, whose wait is no work, nor an admin call): its duration is the limit's latency
-        # sample, a 503 from behind its drop signal. No slot: refused, before anything was sent.
-        limit = self._limit if pool is None and method in _LIMITED else None
-        if limit is not None and not limit.try_acquire():
+        # sample, a 503 from behind its drop signal. No slot (after a wait): refused, before anything was sent.
+        room = self._room if pool is None and method in _LIMITED else None
+        if room is not None and not room.acquire():
             raise overloaded(method == "Send")
         started, dropped = time.monotonic(), True
         try:
@@ -124,8 +124,8 @@ class MessageService:
             kind = ("; outcome unknown" if e.sent else "; not stored") if writes else ""
             raise ApiError(503, f"{e}{kind}") from e
         finally:
-            if limit is not None:
-                limit.release(time.monotonic() - started, dropped)
+            if room is not None:
+                room.limit.release(time.monotonic() - started, dropped)
         if response.Code != 0:
             raise from_rpc_code(response.Code, response.Msg, getattr(response, "RetryAfterMs", None))
         return response

@@ -41,6 +41,7 @@ import falcon
 import gevent
 
 from http_server import codec
+from http_server.admission import Overloaded, count_refused
 from http_server.errors import ApiError
 from http_server.message_service import MessageService
 from http_server.params import INT64_MAX, read_params
@@ -75,6 +76,8 @@ class Subscribe:
         except ApiError as e:
             if e.status_code != 503:
                 raise
+            if isinstance(e, Overloaded):
+                count_refused(req.path)
             retry_s = int(dict(e.headers or ()).get("Retry-After", "1"))
             _refuse(resp, e.description or "storage unavailable", retry_s)
             return

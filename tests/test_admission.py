@@ -144,11 +144,18 @@ def test_requests_past_the_http_limit_wait_for_a_slot_and_are_served_when_one_fr
         try:
             with ThreadPoolExecutor(BURST) as threads:
                 futures = [threads.submit(send, text) for text in texts]
-                wait_until(
-                    lambda: scrape_metrics(http.url + "/metrics").get("http_admission_waiting") == BURST - 4,
-                    60,
-                    "8 sends waiting for a slot",
-                )
+                seen: list[dict[str, float]] = [{}]
+
+                def waiting() -> float | None:
+                    seen[0] = scrape_metrics(http.url + "/metrics")
+                    return seen[0].get("http_admission_waiting")
+
+                try:
+                    wait_until(lambda: waiting() == BURST - 4, 60, "8 sends waiting for a slot")
+                except TimeoutError:
+                    admission = {k: v for k, v in seen[0].items() if "admission" in k}
+                    done = [(f.result().status_code, f.result().text) for f in futures if f.done()]
+                    raise AssertionError(f"admission metrics {admission}; answered {done}") from None
                 assert not any(f.done() for f in futures), [f.result().text for f in futures if f.done()]
                 os.kill(rpc.pid, signal.SIGCONT)  # the slots free one by one: each wakes a waiter
         finally:

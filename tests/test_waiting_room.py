@@ -2,13 +2,21 @@
 request that finds the limit full waits for a released slot, in order of
 arrival, and is refused only when none came in time. In process, with
 greenlets; every wait has a deadline far beyond what it should take, so a
-waiter that is never woken fails the test instead of passing late."""
+waiter that is never woken fails the test instead of passing late. And a
+call refused after its request was admitted, through the Falcon app with
+a stand-in service."""
 
 from __future__ import annotations
 
-import gevent
+from typing import Any
 
-from http_server.admission import WaitingRoom
+import falcon.testing
+import gevent
+from prometheus_client import REGISTRY
+
+from http_server.admission import WaitingRoom, overloaded
+from http_server.app import create_app
+from http_server.streaming import Subscribe
 from plumbing.admission import AdaptiveLimit
 
 DEADLINE_S = 30.0
@@ -77,3 +85,48 @@ def test_without_a_wait_a_full_limit_refuses_at_once() -> None:
     limit, room = _room(1, 0)
     assert limit.try_acquire()
     assert room.full() and limit.refused_total == 1
+
+
+def test_a_call_finding_the_slots_taken_waits_for_one_and_takes_it() -> None:
+    limit, room = _room(1, 3600)
+    assert room.acquire(), "a free slot is taken at once"
+    caller = gevent.spawn(room.acquire)
+    gevent.sleep(0)
+    assert not caller.ready(), "with the only slot taken, the call waits"
+    limit.release(0.001)
+    caller.join(timeout=DEADLINE_S)
+    assert caller.value is True and limit.in_flight == 1, "woken, it holds the slot"
+
+
+def test_a_call_is_refused_when_no_slot_comes_in_time() -> None:
+    limit, room = _room(1, 0.01)
+    assert room.acquire()
+    assert not room.acquire() and limit.refused_total == 1 and limit.in_flight == 1
+
+
+class OverloadedService:
+    """Stands in for MessageService: every call is refused by admission
+    control after its request was admitted (no slot came in time)."""
+
+    def __getattr__(self, name: str) -> Any:
+        def call(*args: Any, **kwargs: Any) -> Any:
+            raise overloaded(name == "send")
+
+        return call
+
+
+def _refused(route: str) -> float:
+    return REGISTRY.get_sample_value("http_admission_refused_total", {"route": route}) or 0.0
+
+
+def test_a_call_refused_after_admission_is_answered_and_counted_as_the_gate_refusals_are() -> None:
+    service: Any = OverloadedService()
+    app = falcon.testing.TestClient(create_app(service, 65536, streams=Subscribe(service, 10, 15)))
+    before = {route: _refused(route) for route in ("/api/send", "/api/subscribe")}
+    sent = app.simulate_post("/api/send", json={"chat": "a:b", "text": "hi", "sender": "a"})
+    assert sent.status_code == 503 and sent.headers.get("Retry-After") == "1", (sent.status, sent.text)
+    assert sent.json == {"code": 503, "msg": "server overloaded: retry later; not stored"}, sent.text
+    stream = app.simulate_get("/api/subscribe", params={"chat": "a:b"})
+    assert stream.status_code == 200 and "event: unavailable" in stream.text, (stream.status, stream.text)
+    assert _refused("/api/send") == before["/api/send"] + 1
+    assert _refused("/api/subscribe") == before["/api/subscribe"] + 1

@@ -67,8 +67,8 @@ class Config:
     jwt_audience: str = ""
     jwt_user_claim: str = "sub"
     jwt_leeway_s: int = 30
-    admission_target_ms: int = 35
-    admission_queue_ms: int = 10
+    admission_target_ms: int = 25
+    admission_queue_ms: int = 15
 
 
 # field -> (environment variable, help)

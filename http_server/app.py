@@ -9,6 +9,7 @@ from collections.abc import Callable
 from typing import Any
 
 import falcon
+import orjson
 
 import idl
 from http_server import config, endpoints
@@ -41,6 +42,10 @@ def create_app(
     app: falcon.App[falcon.Request, falcon.Response] = falcon.App(middleware=middleware)
     app.req_options.default_media_type = falcon.MEDIA_JSON
     app.resp_options.default_media_type = falcon.MEDIA_JSON
+    # Responses encoded by orjson (bench.hotpath, 4 rounds: an HTTP pull's worker CPU 287 -> 255 us,
+    # a send's 271 -> 262); like Hertz's, its JSON has no spaces. Request bodies stay with json.loads,
+    # which takes any integer, so that an out-of-range one gets the API's own 400.
+    app.resp_options.media_handlers[falcon.MEDIA_JSON] = falcon.media.JSONHandler(dumps=orjson.dumps)
     app.set_error_serializer(serialize_error)
     app.add_error_handler(Exception, handle_unexpected)
     app.add_error_handler(BodyTimeout, _body_timeout)

@@ -14,7 +14,7 @@ import json
 import os
 import signal
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -52,18 +52,29 @@ def _answered(futures: list[Future[Any]], at_least: int, what: str) -> list[Any]
     return [f.result() for f in futures if f.done()]
 
 
-def test_the_http_limit_engages_under_a_burst_and_releases_after_it(tmp_path: Path, redis_server: RedisServer) -> None:
+def _limited_stack(tmp_path: Path, redis_server: RedisServer, **env: str) -> tuple[RpcServer, HttpServer]:
+    """An RPC server, and one HTTP worker with a limit of at most 4 (its RPC
+    connections) whose calls wait for a stopped RPC server; both started."""
     rpc = RpcServer(tmp_path, redis_server.url)
-    # One worker, a limit of at most 4 (its RPC connections), and calls that wait for a stopped RPC server.
-    http = HttpServer(tmp_path, rpc.port, workers=1, RPC_POOL_SIZE="4", RPC_TIMEOUT_MS="120000")
+    http = HttpServer(tmp_path, rpc.port, workers=1, RPC_POOL_SIZE="4", RPC_TIMEOUT_MS="120000", **env)
     rpc.start()
     http.start()
-    chat, sender = _chat()
-    session = requests.Session()
+    return rpc, http
 
+
+def _sender(http: HttpServer, chat: str, sender: str) -> Callable[[str], requests.Response]:
     def send(text: str) -> requests.Response:
         body = {"chat": chat, "text": text, "sender": sender}
         return requests.post(http.url + "/api/send", json=body, timeout=120)
+
+    return send
+
+
+def test_the_http_limit_engages_under_a_burst_and_releases_after_it(tmp_path: Path, redis_server: RedisServer) -> None:
+    rpc, http = _limited_stack(tmp_path, redis_server)
+    chat, sender = _chat()
+    session = requests.Session()
+    send = _sender(http, chat, sender)
 
     try:
         assert send("before").status_code == 200
@@ -125,17 +136,9 @@ def test_requests_past_the_http_limit_wait_for_a_slot_and_are_served_when_one_fr
     (as a closed-loop client population larger than the limit) is queued,
     first come first served, not refused. With HTTP_ADMISSION_QUEUE_MS=0 the
     same burst is refused (the test above), so this fails without the wait."""
-    rpc = RpcServer(tmp_path, redis_server.url)
-    http = HttpServer(
-        tmp_path, rpc.port, workers=1, RPC_POOL_SIZE="4", RPC_TIMEOUT_MS="120000", HTTP_ADMISSION_QUEUE_MS="60000"
-    )
-    rpc.start()
-    http.start()
+    rpc, http = _limited_stack(tmp_path, redis_server, HTTP_ADMISSION_QUEUE_MS="60000")
     chat, sender = _chat()
-
-    def send(text: str) -> requests.Response:
-        body = {"chat": chat, "text": text, "sender": sender}
-        return requests.post(http.url + "/api/send", json=body, timeout=120)
+    send = _sender(http, chat, sender)
 
     try:
         assert send("before").status_code == 200
